@@ -1,0 +1,37 @@
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (see README)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_application = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from webapp.asgi_middleware import BodySizeLimit, ServerTiming  # noqa: E402
+from webapp.routing import websocket_urlpatterns  # noqa: E402
+from webapp.ws_auth import TokenAuthMiddleware  # noqa: E402
+
+
+def _body_limit(path: str) -> int:
+    if path.rstrip("/") == "/api/slides":
+        # Multipart framing and the form fields add a little to the file itself.
+        return settings.SLIDE_UPLOAD_MAX_BYTES + 1024 * 1024
+    return settings.REQUEST_BODY_MAX_BYTES
+
+
+application = ProtocolTypeRouter(
+    {
+        "http": ServerTiming(BodySizeLimit(django_application, _body_limit)),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
+    }
+)

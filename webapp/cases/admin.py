@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from webapp.cases.models import Case
+
+
+@admin.register(Case)
+class CaseAdmin(admin.ModelAdmin):
+    list_display = ["accession_number", "department", "priority", "status", "assignee", "received_at", "due_at"]
+    list_filter = ["department", "priority", "status"]
+    search_fields = ["accession_number", "patient_pseudonym"]

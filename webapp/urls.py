@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from webapp import spa
+from webapp.accounts import views as accounts
+from webapp.cases.views import CaseViewSet
+from webapp.wsi import tiles
+from webapp.wsi.views import SlideViewSet
+
+router = SimpleRouter()
+router.register("cases", CaseViewSet, basename="case")
+router.register("slides", SlideViewSet, basename="slide")
+
+api = [
+    path("auth/csrf/", accounts.CsrfView.as_view()),
+    path("auth/login/", accounts.LoginView.as_view()),
+    path("auth/logout/", accounts.LogoutView.as_view()),
+    path("auth/me/", accounts.MeView.as_view()),
+    path("auth/token/", accounts.TokenView.as_view()),
+    path("departments/", accounts.DepartmentList.as_view()),
+    path("slides/<int:slide_id>/dzi.dzi", tiles.dzi),
+    path("slides/<int:slide_id>/dzi_files/<int:dz_level>/<int:tile_col>_<int:tile_row>.jpeg", tiles.tile),
+    path("slides/<int:slide_id>/thumbnail.jpeg", tiles.thumbnail),
+    path("slides/<int:slide_id>/associated/<str:name>.jpeg", tiles.associated),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
+    *router.urls,
+]
+
+urlpatterns = [
+    path("api/", include(api)),
+    path("admin/", admin.site.urls),
+    re_path(r"^assets/(?P<path>.+)$", spa.asset),
+    path("", spa.index),
+    re_path(r"^(?P<path>(?:cases|slides|login)(?:/.*)?)$", spa.index),
+]
+
+handler404 = "webapp.api.not_found"
+handler500 = "webapp.api.server_error"

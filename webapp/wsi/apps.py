@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class WsiConfig(AppConfig):
+    """Whole-slide images: upload, ingestion, DeepZoom tiles."""
+
+    name = "webapp.wsi"
+    label = "wsi"
