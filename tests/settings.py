@@ -21,7 +21,8 @@ if not os.environ.get("DATABASE_URL"):
 if not os.environ.get("REDIS_URL"):
     if not port_open("127.0.0.1", 6379):
         raise ImproperlyConfigured("the tests need Redis: run `make test`, or set REDIS_URL")
-    os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/15"
+    # Several developers' runs may share this machine's Redis: one database number per run.
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}"
 if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
     raise ImproperlyConfigured("the tests run on PostgreSQL; DATABASE_URL names another database")
 
@@ -33,5 +34,9 @@ os.environ.setdefault("TILE_CACHE_MAX_BYTES", str(64 * 1024 * 1024))
 os.environ.setdefault("LOGIN_THROTTLE_RATE", "1000/min")
 
 from webapp.settings import *  # noqa: E402,F403
+
+# One test database per run, so runs on a shared PostgreSQL never collide; child processes
+# (uvicorn, celery) are pointed at it by tests/conftest.py.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.setdefault("PATHDESK_TEST_DB", f"test_pathdesk_{os.getpid()}")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import LOG_DIR, create_case, shared_testdata, upload, wait_until_processed
-from tests.support import synth
+from slides import synth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import create_case, shared_testdata, upload, wait_until_processed
-from tests.support import synth
+from slides import synth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
