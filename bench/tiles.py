@@ -24,27 +24,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import OUT, django_env, ingest_now, make_user_and_case, percentile, uvicorn  # noqa: E402
+from bench._harness import django_env, ingest_now, make_user_and_case, percentile, uvicorn  # noqa: E402
+from bench.deepzoom import DOWNSAMPLES, bench_slide  # noqa: E402
 from webapp.devservices import free_port  # noqa: E402
 
 SIZE = 32768
-DOWNSAMPLES = (1, 4, 16, 64)
 TILE = 254
 OVERLAP = 1
 QUALITY = 80
-
-
-def bench_slide() -> Path:
-    from slides.synth import write_pyramidal_tiff
-
-    path = OUT / f"bench-{SIZE}.tiff"
-    if not path.exists():
-        OUT.mkdir(parents=True, exist_ok=True)
-        print(f"generating {path.name} ({SIZE}×{SIZE}) once…", flush=True)
-        write_pyramidal_tiff(path.with_suffix(".part"), (SIZE, SIZE), downsamples=DOWNSAMPLES, mpp=0.25,
-                             jpeg_tables=True)
-        path.with_suffix(".part").rename(path)
-    return path
 
 
 def pick_tiles(count_per_level: int, seed: int = 7) -> tuple[list[tuple[int, int, int]], set[int]]:
