@@ -5,6 +5,7 @@ Benchmarks run under `make bench`, which provides DATABASE_URL and REDIS_URL (we
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx
 import psycopg
+
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"

@@ -32,11 +32,12 @@ os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="pathdesk-test-media
 os.environ.setdefault("SLIDE_UPLOAD_MAX_BYTES", str(192 * 1024 * 1024))
 os.environ.setdefault("TILE_CACHE_MAX_BYTES", str(64 * 1024 * 1024))
 os.environ.setdefault("LOGIN_THROTTLE_RATE", "1000/min")
+os.environ.setdefault("TILE_ACCESS_TTL", "1")
 
 from webapp.settings import *  # noqa: E402,F403
 
 # One test database per run, so runs on a shared PostgreSQL never collide; child processes
 # (uvicorn, celery) are pointed at it by tests/conftest.py.
-DATABASES["default"]["TEST"] = {"NAME": os.environ.setdefault("PATHDESK_TEST_DB", f"test_pathdesk_{os.getpid()}")}
+DATABASES["default"]["TEST"] = {"NAME": os.environ.setdefault("PATHDESK_TEST_DB", f"test_pathdesk_{os.getpid()}")}  # noqa: F405
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests

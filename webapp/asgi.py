@@ -18,6 +18,7 @@ from django.conf import settings  # noqa: E402
 from webapp.asgi_middleware import BodySizeLimit, ServerTiming  # noqa: E402
 from webapp.routing import websocket_urlpatterns  # noqa: E402
 from webapp.ws_auth import TokenAuthMiddleware  # noqa: E402
+from webapp.wsi.tiles import TileServer  # noqa: E402
 
 
 def _body_limit(path: str) -> int:
@@ -29,7 +30,7 @@ def _body_limit(path: str) -> int:
 
 application = ProtocolTypeRouter(
     {
-        "http": ServerTiming(BodySizeLimit(django_application, _body_limit)),
+        "http": ServerTiming(TileServer(BodySizeLimit(django_application, _body_limit))),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),

@@ -122,6 +122,8 @@ TILE_CACHE_MAX_BYTES = env_int("TILE_CACHE_MAX_BYTES", 512 * 1024**2, minimum=0)
 TILE_JPEG_QUALITY = env_int("TILE_JPEG_QUALITY", 80, minimum=1)
 TILE_WORKERS = env_int("TILE_WORKERS", 8, minimum=1)
 SLIDE_HANDLE_CACHE_SIZE = env_int("SLIDE_HANDLE_CACHE_SIZE", 32, minimum=1)
+# How long the tile server remembers that a session/token may see a slide (seconds).
+TILE_ACCESS_TTL = env_int("TILE_ACCESS_TTL", 5, minimum=0)
 
 CHANNEL_LAYERS = {
     "default": {

@@ -8,7 +8,6 @@ from rest_framework.routers import SimpleRouter
 from webapp import spa
 from webapp.accounts import views as accounts
 from webapp.cases.views import CaseViewSet
-from webapp.wsi import tiles
 from webapp.wsi.views import SlideViewSet
 
 router = SimpleRouter()
@@ -22,10 +21,6 @@ api = [
     path("auth/me/", accounts.MeView.as_view()),
     path("auth/token/", accounts.TokenView.as_view()),
     path("departments/", accounts.DepartmentList.as_view()),
-    path("slides/<int:slide_id>/dzi.dzi", tiles.dzi),
-    path("slides/<int:slide_id>/dzi_files/<int:dz_level>/<int:tile_col>_<int:tile_row>.jpeg", tiles.tile),
-    path("slides/<int:slide_id>/thumbnail.jpeg", tiles.thumbnail),
-    path("slides/<int:slide_id>/associated/<str:name>.jpeg", tiles.associated),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
     *router.urls,

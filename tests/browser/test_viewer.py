@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import LOG_DIR, create_case, shared_testdata, upload, wait_until_processed
 from slides import synth
+from tests.conftest import LOG_DIR, create_case, shared_testdata, upload, wait_until_processed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,6 +9,7 @@ import io
 import math
 import os
 import socket
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import create_case, shared_testdata, upload, wait_until_processed
 from slides import synth
+from tests.conftest import create_case, shared_testdata, upload, wait_until_processed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -252,3 +253,28 @@ def test_generated_slides_with_and_without_calibration(people, case, ingest_work
     assert b["format"] == "generic-tiff" and b["mpp_x"] is None and b["objective_power"] is None
     assert 0.05 < a["tissue_fraction"] < 0.95
     assert a["level_count"] == 3
+
+
+def test_tile_access_ends_with_the_session(people, case, ingest_worker, asgi_server):
+    slide = _ingested(people.owner.client, case["id"], shared_testdata("slides", "svs", "small.svs"))
+    url = f"/api/slides/{slide['id']}/dzi_files/4/0_0.jpeg"
+    with httpx.Client(base_url=asgi_server.url) as browser:
+        browser.get("/api/auth/csrf/")
+        csrf = browser.cookies["csrftoken"]
+        login = browser.post("/api/auth/login/", json={"username": "owner", "password": "owner-password"},
+                             headers={"X-CSRFToken": csrf})
+        assert login.status_code == 200
+        assert browser.get(url).status_code == 200
+        assert browser.head(url).status_code == 200
+        session = browser.cookies["sessionid"]
+        assert browser.post("/api/auth/logout/", headers={"X-CSRFToken": browser.cookies["csrftoken"]}).status_code == 204
+    time.sleep(1.2)  # TILE_ACCESS_TTL in tests
+    stale = httpx.get(asgi_server.url + url, cookies={"sessionid": session})
+    assert stale.status_code == 401
+    assert stale.json() == {"error": "authentication required"}
+
+
+def test_a_tile_request_with_another_scheme_is_401(people, case, asgi_server):
+    response = httpx.get(f"{asgi_server.url}/api/slides/1/dzi.dzi", headers={"Authorization": "Basic b3duZXI6eA=="})
+    assert response.status_code == 401
+    assert "Token" in response.json()["error"]

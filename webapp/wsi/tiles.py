@@ -1,24 +1,36 @@
-"""DeepZoom, thumbnail and associated-image endpoints.
+"""The tile server: DeepZoom descriptor and tiles, thumbnails and associated images.
 
-These are plain async Django views rather than DRF views: they are the hot path of the viewer
-(hundreds of requests per screen). Authentication and the permission query run in a small thread
-pool; pixels are rendered in another, so cached tiles are never queued behind renders.
+This is the viewer's hot path (hundreds of requests per screen), so it is a small ASGI app in front
+of Django rather than a Django view: a request that matches one of the paths below never goes
+through the middleware stack. It keeps the same rules as the REST API — token or session
+authentication, department visibility (404 otherwise), JSON errors — and asks Django for them:
+the access decision for (credential, slide) is made by Django's auth and ORM in a thread pool and
+remembered for TILE_ACCESS_TTL seconds, so a cached tile costs one Redis GET.
+
+    GET /api/slides/{id}/dzi.dzi
+    GET /api/slides/{id}/dzi_files/{dz_level}/{tile_col}_{tile_row}.jpeg
+    GET /api/slides/{id}/thumbnail.jpeg
+    GET /api/slides/{id}/associated/{name}.jpeg
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import math
+import re
+import threading
+import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
 
 import slides
 from webapp.wsi import storage, tilecache
@@ -28,21 +40,29 @@ from webapp.wsi.models import Slide, SlideStatus
 TILE_SIZE = 254
 OVERLAP = 1
 FORMAT = "jpeg"
-CACHE_CONTROL = "private, max-age=31536000, immutable"
+CACHE_CONTROL = b"private, max-age=31536000, immutable"
 
-_db_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tiles-db")
+ROUTE = re.compile(
+    r"^/api/slides/(?P<slide_id>\d{1,18})/(?:"
+    r"dzi\.dzi"
+    r"|dzi_files/(?P<dz_level>\d{1,3})/(?P<tile_col>\d{1,9})_(?P<tile_row>\d{1,9})\.jpeg"
+    r"|(?P<thumbnail>thumbnail)\.jpeg"
+    r"|associated/(?P<associated>[A-Za-z0-9_.-]{1,64})\.jpeg"
+    r")$"
+)
+
+_db_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tiles-auth")
 _render_pool = ThreadPoolExecutor(max_workers=settings.TILE_WORKERS, thread_name_prefix="tiles-render")
 _handles = slides.SlideCache(max_open=settings.SLIDE_HANDLE_CACHE_SIZE)
 
 
 class Refused(Exception):
-    """An answer other than the image: carries the JSON error response."""
+    """An answer other than the image: status + a message for `{"error": …}`."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
-        self.response = JsonResponse({"error": message}, status=status)
-        if status == 401:
-            self.response["WWW-Authenticate"] = "Token"
+        self.status = status
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -55,27 +75,76 @@ class ReadySlide:
     associated_images: tuple[str, ...]
 
 
-def _user(request: HttpRequest):
-    header = request.headers.get("Authorization", "")
-    if header:
-        scheme, _, key = header.partition(" ")
+class AccessCache:
+    """Recent positive access decisions: (credential, slide id) → ReadySlide, for `ttl` seconds.
+
+    Only grants are remembered; a revoked session or membership takes effect within `ttl`.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 20_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, int], tuple[float, ReadySlide]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> ReadySlide | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] < time.monotonic():
+                return None
+            return entry[1]
+
+    def put(self, key: tuple[str, int], slide: ReadySlide) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + self.ttl, slide)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+_access = AccessCache(ttl=settings.TILE_ACCESS_TTL)
+
+
+def _credential(headers: dict[bytes, bytes]) -> str | None:
+    """'token:<key>' or 'session:<key>' from the request, or None when there is neither."""
+    authorization = headers.get(b"authorization", b"").decode("latin-1").strip()
+    if authorization:
+        scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "token" or not key.strip():
             raise Refused(401, "unsupported Authorization header; use 'Token <key>'")
+        return f"token:{key.strip()}"
+    cookie = headers.get(b"cookie", b"").decode("latin-1")
+    for part in cookie.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == settings.SESSION_COOKIE_NAME and value:
+            return f"session:{value}"
+    return None
+
+
+def _user_for(credential: str):
+    from django.contrib.auth import get_user
+    from django.contrib.sessions.backends.db import SessionStore
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.exceptions import AuthenticationFailed
+
+    kind, _, key = credential.partition(":")
+    if kind == "token":
         try:
-            user, _ = TokenAuthentication().authenticate_credentials(key.strip())
+            user, _ = TokenAuthentication().authenticate_credentials(key)
         except AuthenticationFailed as exc:
             raise Refused(401, str(exc.detail)) from None
         return user
-    user = request.user
+    # Django's own session check (expiry, session hash against the password) on a minimal request.
+    user = get_user(SimpleNamespace(session=SessionStore(session_key=key)))
     if not user.is_authenticated:
         raise Refused(401, "authentication required")
     return user
 
 
-def _resolve(request: HttpRequest, slide_id: int) -> ReadySlide:
+def _resolve(credential: str, slide_id: int) -> ReadySlide:
     """Authenticate, check the user may see the slide (404 otherwise) and that it is ready (409)."""
     close_old_connections()
-    user = _user(request)
+    user = _user_for(credential)
     row = (
         Slide.objects.visible_to(user)
         .filter(pk=slide_id)
@@ -99,20 +168,16 @@ def _resolve(request: HttpRequest, slide_id: int) -> ReadySlide:
     )
 
 
-async def _ready_slide(request: HttpRequest, slide_id: int) -> ReadySlide:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_db_pool, _resolve, request, slide_id)
-
-
-def _image_response(request: HttpRequest, data: bytes | None, etag: str, content_type: str) -> HttpResponse:
-    response = HttpResponse(data or b"", content_type=content_type, status=200 if data is not None else 304)
-    response["ETag"] = etag
-    response["Cache-Control"] = CACHE_CONTROL
-    return response
-
-
-def _not_modified(request: HttpRequest, etag: str) -> bool:
-    return etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]
+async def _ready_slide(headers: dict[bytes, bytes], slide_id: int) -> ReadySlide:
+    credential = _credential(headers)
+    if credential is None:
+        raise Refused(401, "authentication required")
+    key = (credential, slide_id)
+    slide = _access.get(key)
+    if slide is None:
+        slide = await asyncio.get_running_loop().run_in_executor(_db_pool, _resolve, credential, slide_id)
+        _access.put(key, slide)
+    return slide
 
 
 def dz_level_dimensions(width: int, height: int) -> list[tuple[int, int]]:
@@ -149,79 +214,100 @@ def _render_associated(path: Path, name: str) -> bytes:
 
 
 async def _render(func, *args) -> bytes:
-    loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(_render_pool, func, *args)
+        return await asyncio.get_running_loop().run_in_executor(_render_pool, func, *args)
     except slides.TileNotFound as exc:
         raise Refused(404, str(exc)) from None
     except slides.SlideError as exc:
         raise Refused(422, f"the slide could not be read here: {exc}") from None
 
 
-async def dzi(request: HttpRequest, slide_id: int) -> HttpResponse:
-    try:
-        slide = await _ready_slide(request, slide_id)
-    except Refused as refused:
-        return refused.response
-    etag = f'"{slide.sha256[:32]}-dzi-{TILE_SIZE}-{OVERLAP}"'
-    if _not_modified(request, etag):
-        return _image_response(request, None, etag, "application/xml")
-    xml = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<Image xmlns="http://schemas.microsoft.com/deepzoom/2008" Format="{FORMAT}" '
-        f'Overlap="{OVERLAP}" TileSize="{TILE_SIZE}"><Size Height="{slide.height}" Width="{slide.width}"/></Image>'
-    )
-    return _image_response(request, xml.encode(), etag, "application/xml")
+async def _cached(key: str, func, *args) -> bytes:
+    data = await tilecache.get(key)
+    if data is None:
+        data = await _render(func, *args)
+        await tilecache.put(key, data)
+    return data
 
 
-async def tile(request: HttpRequest, slide_id: int, dz_level: int, tile_col: int, tile_row: int) -> HttpResponse:
-    try:
-        slide = await _ready_slide(request, slide_id)
+async def _answer(match: re.Match[str], headers: dict[bytes, bytes]) -> tuple[bytes, str, bytes | None]:
+    """(ETag, content type, body or None when the client's copy is current) for a matched path."""
+    slide = await _ready_slide(headers, int(match["slide_id"]))
+    prefix = slide.sha256[:32]
+    if match["dz_level"] is not None:
+        dz_level, tile_col, tile_row = int(match["dz_level"]), int(match["tile_col"]), int(match["tile_row"])
         _check_address(slide, dz_level, tile_col, tile_row)
         address = f"{TILE_SIZE}-{OVERLAP}-q{settings.TILE_JPEG_QUALITY}/{dz_level}/{tile_col}_{tile_row}"
-        etag = f'"{slide.sha256[:32]}-{address}"'
-        if _not_modified(request, etag):
-            return _image_response(request, None, etag, "image/jpeg")
-        key = tilecache.tile_key(slide.sha256, address)
-        data = await tilecache.get(key)
-        if data is None:
-            data = await _render(_render_tile, slide.path, dz_level, tile_col, tile_row)
-            await tilecache.put(key, data)
-    except Refused as refused:
-        return refused.response
-    return _image_response(request, data, etag, "image/jpeg")
-
-
-async def thumbnail(request: HttpRequest, slide_id: int) -> HttpResponse:
-    try:
-        slide = await _ready_slide(request, slide_id)
-    except Refused as refused:
-        return refused.response
-    etag = f'"{slide.sha256[:32]}-thumbnail"'
-    if _not_modified(request, etag):
-        return _image_response(request, None, etag, "image/jpeg")
-    loop = asyncio.get_running_loop()
-    try:
-        data = await loop.run_in_executor(_render_pool, thumbnail_path(slide.sha256).read_bytes)
-    except FileNotFoundError:
-        return JsonResponse({"error": "the thumbnail is missing; re-ingest the slide"}, status=404)
-    return _image_response(request, data, etag, "image/jpeg")
-
-
-async def associated(request: HttpRequest, slide_id: int, name: str) -> HttpResponse:
-    try:
-        slide = await _ready_slide(request, slide_id)
+        etag, content_type = f'"{prefix}-{address}"', "image/jpeg"
+        if _is_current(headers, etag):
+            return etag.encode(), content_type, None
+        body = await _cached(tilecache.tile_key(slide.sha256, address), _render_tile, slide.path, dz_level,
+                             tile_col, tile_row)
+    elif match["thumbnail"] is not None:
+        etag, content_type = f'"{prefix}-thumbnail"', "image/jpeg"
+        if _is_current(headers, etag):
+            return etag.encode(), content_type, None
+        try:
+            body = await asyncio.get_running_loop().run_in_executor(
+                _render_pool, thumbnail_path(slide.sha256).read_bytes
+            )
+        except FileNotFoundError:
+            raise Refused(404, "the thumbnail is missing; re-ingest the slide") from None
+    elif match["associated"] is not None:
+        name = match["associated"]
         if name not in slide.associated_images:
             available = ", ".join(slide.associated_images) or "none"
             raise Refused(404, f"no associated image {name!r} (this slide has: {available})")
-        etag = f'"{slide.sha256[:32]}-associated-{name}"'
-        if _not_modified(request, etag):
-            return _image_response(request, None, etag, "image/jpeg")
-        key = tilecache.tile_key(slide.sha256, f"associated/{name}")
-        data = await tilecache.get(key)
-        if data is None:
-            data = await _render(_render_associated, slide.path, name)
-            await tilecache.put(key, data)
-    except Refused as refused:
-        return refused.response
-    return _image_response(request, data, etag, "image/jpeg")
+        etag, content_type = f'"{prefix}-associated-{name}"', "image/jpeg"
+        if _is_current(headers, etag):
+            return etag.encode(), content_type, None
+        body = await _cached(tilecache.tile_key(slide.sha256, f"associated/{name}"), _render_associated,
+                             slide.path, name)
+    else:
+        etag, content_type = f'"{prefix}-dzi-{TILE_SIZE}-{OVERLAP}"', "application/xml"
+        if _is_current(headers, etag):
+            return etag.encode(), content_type, None
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<Image xmlns="http://schemas.microsoft.com/deepzoom/2008" Format="{FORMAT}" Overlap="{OVERLAP}" '
+            f'TileSize="{TILE_SIZE}"><Size Height="{slide.height}" Width="{slide.width}"/></Image>'
+        ).encode()
+    return etag.encode(), content_type, body
+
+
+def _is_current(headers: dict[bytes, bytes], etag: str) -> bool:
+    offered = headers.get(b"if-none-match", b"").decode("latin-1")
+    return etag in [tag.strip() for tag in offered.split(",")]
+
+
+async def _respond(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], head: bool) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode()), (b"x-content-type-options", b"nosniff")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+class TileServer:
+    """ASGI wrapper: serves the tile paths itself and hands every other request to `app` (Django)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+        match = ROUTE.match(scope.get("path", "")) if scope["type"] == "http" else None
+        if match is None or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        head = scope["method"] == "HEAD"
+        try:
+            etag, content_type, body = await _answer(match, headers)
+        except Refused as refused:
+            extra = [(b"www-authenticate", b"Token")] if refused.status == 401 else []
+            error = json.dumps({"error": refused.message}).encode()
+            await _respond(send, refused.status, error, [(b"content-type", b"application/json"), *extra], head)
+            return
+        common = [(b"etag", etag), (b"cache-control", CACHE_CONTROL)]
+        if body is None:
+            await _respond(send, 304, b"", common, head)
+        else:
+            await _respond(send, 200, body, [(b"content-type", content_type.encode()), *common], head)
