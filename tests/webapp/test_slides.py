@@ -11,6 +11,7 @@ import os
 import socket
 import time
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -284,3 +285,42 @@ def test_a_tile_request_with_another_scheme_is_401(people, case, asgi_server):
     response = httpx.get(f"{asgi_server.url}/api/slides/1/dzi.dzi", headers={"Authorization": "Basic b3duZXI6eA=="})
     assert response.status_code == 401
     assert "Token" in response.json()["error"]
+
+
+def _zip(path: Path, members: dict[str, bytes | Path], compression=zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content.read_bytes() if isinstance(content, Path) else content)
+    return path
+
+
+def test_a_dicom_series_uploaded_as_a_zip_is_read_whole(people, case, ingest_worker, tmp_path):
+    series = shared_testdata("slides", "dicom", "boxes")
+    archive = _zip(tmp_path / "boxes.zip", {"series/boxes_0.dcm": series / "boxes_0.dcm",
+                                           "series/boxes_1.dcm": series / "boxes_1.dcm"})
+    slide = _ingested(people.owner.client, case["id"], archive)
+    assert slide["status"] == "ready", slide["error"]
+    # With both instances, OpenSlide sees the series' thumbnail too (SOURCES.md).
+    assert (slide["format"], slide["width"], slide["height"]) == ("dicom", 16, 16)
+    assert slide["associated_images"] == ["thumbnail"]
+    assert people.owner.client.get(f"/api/slides/{slide['id']}/dzi_files/4/0_0.jpeg").status_code == 200
+    assert people.owner.client.get(f"/api/slides/{slide['id']}/associated/thumbnail.jpeg").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("members", "compression", "words"),
+    [
+        ({"../../evil.dcm": b"DICM"}, zipfile.ZIP_STORED, "unsafe path"),
+        ({"notes.txt": b"hello", "more.txt": b"world"}, zipfile.ZIP_STORED, "exactly one slide"),
+        ({"bomb.dcm": b"\0" * (64 * 1024 * 1024)}, zipfile.ZIP_DEFLATED, "archive bomb"),
+    ],
+)
+def test_bad_archives_fail_with_a_reason_and_unpack_nothing(people, case, ingest_worker, tmp_path, members,
+                                                            compression, words):
+    archive = _zip(tmp_path / "upload.zip", members, compression)
+    slide = _ingested(people.owner.client, case["id"], archive)
+    assert slide["status"] == "failed"
+    assert words in slide["error"]
+    folder = Path(os.environ["MEDIA_ROOT"]) / "slides" / slide["sha256"][:2] / slide["sha256"]
+    assert [p.name for p in folder.iterdir()] == ["slide.zip"]
+    assert not (Path(os.environ["MEDIA_ROOT"]).parent / "evil.dcm").exists()

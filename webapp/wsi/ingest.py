@@ -6,11 +6,12 @@ import io
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 import slides
-from webapp.wsi import storage
+from webapp.wsi import archives, storage
 from webapp.wsi.models import Slide, SlideStatus
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,12 @@ def ingest_slide(slide_id: int) -> IngestResult | None:
         logger.info("ingest: slide %s is already %s", slide_id, slide.status)
         return IngestResult(slide_id, slide.status, slide.failure_reason)
 
+    stored_path = slide.stored_path
     try:
-        path = storage.slide_path(slide.stored_path)
+        path = storage.slide_path(stored_path)
+        if archives.is_zip(path):
+            path = archives.unpack(path, path.parent / "unpacked", max_bytes=settings.SLIDE_UPLOAD_MAX_BYTES).main_file
+            stored_path = str(path.relative_to(storage.media_root().resolve()))
         with slides.open_slide(path) as wsi:
             metadata = wsi.metadata.to_dict()
             thumbnail = wsi.get_thumbnail((THUMBNAIL_MAX_PX, THUMBNAIL_MAX_PX))
@@ -54,12 +59,13 @@ def ingest_slide(slide_id: int) -> IngestResult | None:
         thumbnail.convert("RGB").save(buffer, "JPEG", quality=85)
         storage.write_atomic(thumbnail_path(slide.sha256), buffer.getvalue())
         storage.write_atomic(tissue_mask_path(slide.sha256), tissue.to_png())
-    except slides.SlideError as exc:
+    except (slides.SlideError, archives.ArchiveError) as exc:
         return mark_failed(slide_id, str(exc))
 
     with transaction.atomic():
         updated = Slide.objects.filter(pk=slide_id, status=SlideStatus.PENDING).update(
             status=SlideStatus.READY,
+            stored_path=stored_path,
             metadata=metadata,
             tissue_fraction=float(tissue.fraction),
             failure_reason="",

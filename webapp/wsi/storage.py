@@ -1,6 +1,7 @@
 """Content-addressed slide storage under MEDIA_ROOT.
 
     slides/<sha[:2]>/<sha>/slide<.ext>     the uploaded file, stored once per content
+    slides/<sha[:2]>/<sha>/unpacked/        a multi-file slide unpacked from a ZIP upload (archives.py)
     derived/<sha[:2]>/<sha>/thumbnail.jpeg  renders made by ingestion
     tmp/                                    uploads in flight (same filesystem, so commit is a rename)
 
@@ -20,7 +21,7 @@ from django.conf import settings
 # Extensions OpenSlide uses to pick a reader; anything else is stored without one
 # (TIFF-based formats are recognised by content).
 _KNOWN_EXTENSIONS = {
-    ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm", ".dicom",
+    ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm", ".dicom", ".zip",
 }
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
