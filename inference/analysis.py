@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -221,3 +221,26 @@ def stream_generate(
     if first_at is not None and last_at is not None and len(ids) > 1 and last_at > first_at:
         timings.tokens_per_s = (len(ids) - 1) / (last_at - first_at)
     return len(ids)
+
+
+def collect_stream(
+    generator: Generator[str, None, int], result: AnalysisResult, timings: Timings, started: float,
+    cancel: threading.Event,
+) -> Generator[str, None, AnalysisResult]:
+    """Pass on the pieces of a `stream_generate` run, then complete ``result`` (text, token count,
+    timings, cancelled) and return it. Closing this generator early closes (and so cancels) the run."""
+    pieces: list[str] = []
+    try:
+        while True:
+            try:
+                piece = next(generator)
+            except StopIteration as stop:
+                result.generated_tokens = int(stop.value or 0)
+                break
+            pieces.append(piece)
+            yield piece
+    finally:
+        generator.close()
+    timings.total = time.perf_counter() - started
+    result.text, result.timings, result.cancelled = "".join(pieces), timings, cancel.is_set()
+    return result

@@ -15,7 +15,15 @@ from pathlib import Path
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
-from inference.analysis import AnalysisRequest, AnalysisResult, AnalysisStream, Region, Timings, stream_generate
+from inference.analysis import (
+    AnalysisRequest,
+    AnalysisResult,
+    AnalysisStream,
+    Region,
+    Timings,
+    collect_stream,
+    stream_generate,
+)
 from inference.encoders import compute_dtype, default_device
 from inference.errors import InferenceError
 from inference.feature_store import FeatureStore
@@ -101,20 +109,9 @@ class HFVLMBackend:
         result.visual_tokens = result.visual_token_budget = visual  # fixed by the number of images
         timings = Timings(features=time.perf_counter() - started)
         config = replace_generation(self.model.generation_config or GenerationConfig(), request.max_new_tokens)
-        pieces: list[str] = []
         generator = stream_generate(self.model, self.processor.tokenizer,
                                     {**inputs, "generation_config": config}, cancel, timings, started)
-        while True:
-            try:
-                piece = next(generator)
-            except StopIteration as stop:
-                result.generated_tokens = int(stop.value or 0)
-                break
-            pieces.append(piece)
-            yield piece
-        timings.total = time.perf_counter() - started
-        result.text, result.timings, result.cancelled = "".join(pieces), timings, cancel.is_set()
-        return result
+        return (yield from collect_stream(generator, result, timings, started, cancel))
 
 
 def _crop(slide: object, region: Region, max_px: int = 1024) -> Image.Image:

@@ -23,7 +23,15 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, GenerationConfig
 
-from inference.analysis import AnalysisRequest, AnalysisResult, AnalysisStream, Region, Timings, stream_generate
+from inference.analysis import (
+    AnalysisRequest,
+    AnalysisResult,
+    AnalysisStream,
+    Region,
+    Timings,
+    collect_stream,
+    stream_generate,
+)
 from inference.encoders import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PatchEncoder, compute_dtype
 from inference.errors import InferenceError
 from inference.extraction import encode_grid, extract_features
@@ -215,20 +223,9 @@ class OmniPathBackend:
             result.notes.append("tiny randomly initialised model: the text is noise, not a diagnosis")
         visual = self.prepare(request, result, cancel, progress)
         timings = Timings(features=time.perf_counter() - started)
-        pieces: list[str] = []
         generator = stream_generate(self.model.language_model, self.tokenizer,
                                     self.generate_kwargs(request, visual), cancel, timings, started)
-        while True:
-            try:
-                piece = next(generator)
-            except StopIteration as stop:
-                result.generated_tokens = int(stop.value or 0)
-                break
-            pieces.append(piece)
-            yield piece
-        timings.total = time.perf_counter() - started
-        result.text, result.timings, result.cancelled = "".join(pieces), timings, cancel.is_set()
-        return result
+        return (yield from collect_stream(generator, result, timings, started, cancel))
 
 
 def replace_generation(config: GenerationConfig, max_new_tokens: int | None) -> GenerationConfig:
