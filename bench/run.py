@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["deepzoom.py", "tiles.py", "extract.py", "pgfc.py"]
+ORDER = ["deepzoom.py", "tiles.py", "extract.py", "pgfc.py", "annotations.py", "worklist.py", "stream.py"]
 
 
 def main() -> int:

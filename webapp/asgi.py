@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -20,11 +21,15 @@ from webapp.routing import websocket_urlpatterns  # noqa: E402
 from webapp.ws_auth import TokenAuthMiddleware  # noqa: E402
 from webapp.wsi.tiles import TileServer  # noqa: E402
 
+_ANNOTATION_IMPORT = re.compile(r"^/api/slides/\d+/annotations/import/?$")
+
 
 def _body_limit(path: str) -> int:
     if path.rstrip("/") == "/api/slides":
         # Multipart framing and the form fields add a little to the file itself.
         return settings.SLIDE_UPLOAD_MAX_BYTES + 1024 * 1024
+    if _ANNOTATION_IMPORT.match(path):
+        return settings.ANNOTATION_IMPORT_MAX_BYTES
     return settings.REQUEST_BODY_MAX_BYTES
 
 

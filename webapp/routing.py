@@ -4,4 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern
 
-websocket_urlpatterns: list[URLPattern] = []
+from webapp.annotations.routing import websocket_urlpatterns as annotations_websockets
+from webapp.cases.routing import websocket_urlpatterns as cases_websockets
+
+websocket_urlpatterns: list[URLPattern] = [*cases_websockets, *annotations_websockets]

@@ -7,7 +7,8 @@ from rest_framework.routers import SimpleRouter
 
 from webapp import spa
 from webapp.accounts import views as accounts
-from webapp.cases.views import CaseViewSet
+from webapp.audit.views import AuditEventList
+from webapp.cases.views import CaseViewSet, TurnaroundStats
 from webapp.wsi.views import SlideViewSet
 
 router = SimpleRouter()
@@ -21,6 +22,9 @@ api = [
     path("auth/me/", accounts.MeView.as_view()),
     path("auth/token/", accounts.TokenView.as_view()),
     path("departments/", accounts.DepartmentList.as_view()),
+    path("", include("webapp.annotations.urls")),
+    path("audit/", AuditEventList.as_view()),
+    path("stats/turnaround/", TurnaroundStats.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema")),
     *router.urls,

@@ -24,6 +24,8 @@ ROLE_ORDER = [Role.ADMIN, Role.PATHOLOGIST, Role.RESIDENT, Role.TECHNICIAN]
 class Department(models.Model):
     name = models.CharField(max_length=200, unique=True)
     code = models.SlugField(max_length=40, unique=True, help_text="Short code, e.g. 'histo-north'.")
+    # The analysis task whose latest finished result sets a case's AI triage score (webapp/cases/services.py).
+    triage_task = models.CharField(max_length=64, default="cancer_detection")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

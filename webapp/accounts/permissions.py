@@ -4,13 +4,23 @@ Department isolation (who may *see* an object) is separate: querysets are filter
 `visible_to(user)` and anything outside is a 404. These functions answer what a user who can see
 an object may *do* with it.
 
-| action                               | technician | resident | pathologist | admin |
-|--------------------------------------|------------|----------|-------------|-------|
-| create/edit case metadata, upload    | yes        | yes      | yes         | yes   |
-| annotate (diagnostic annotations)    | no         | yes      | yes         | yes   |
-| assign a case to themselves          | no         | no       | yes         | yes   |
-| sign out a case                      | no         | no       | assignee    | yes   |
-| manage users, departments, labels    | no         | no       | no          | yes   |
+| action                                           | technician | resident | pathologist | admin |
+|--------------------------------------------------|------------|----------|-------------|-------|
+| see cases, slides, worklist (own departments)    | yes        | yes      | yes         | all   |
+| create/edit case metadata and priority, upload   | yes        | yes      | yes         | yes   |
+| annotate (diagnostic annotations)                | no         | yes      | yes         | yes   |
+| move a case received <-> in review               | no         | yes      | yes         | yes   |
+| assign an unassigned case to themselves, or      | no         | no       | yes         | yes   |
+|   release their own assignment                   |            |          |             |       |
+| assign or reassign a case to someone else        | no         | no       | no          | yes   |
+| sign out a case (from in review)                 | no         | no       | assignee    | yes   |
+| add an addendum to a signed-out case             | no         | no       | yes         | yes   |
+| turnaround statistics (own departments)          | yes        | yes      | yes         | all   |
+| read the audit trail                             | no         | no       | no          | yes   |
+| manage users, departments, labels                | no         | no       | no          | yes   |
+
+An assignee must be able to sign out: a pathologist of the case's department, or an admin.
+A signed-out case is read-only (metadata, priority, assignment, status, slides); only addenda are added.
 """
 
 from __future__ import annotations
@@ -45,4 +55,34 @@ def can_sign_out(user, case) -> bool:
 
 def can_manage(user) -> bool:
     """Users, departments and label sets."""
+    return _role(user) == Role.ADMIN
+
+
+def can_change_review_state(user) -> bool:
+    """Move a case between received and in review (not sign-out; see `can_sign_out`)."""
+    return _role(user) in {Role.ADMIN, Role.PATHOLOGIST, Role.RESIDENT}
+
+
+def can_assign(user, case, assignee) -> bool:
+    """Set `case.assignee` to `assignee` (a user or None)."""
+    role = _role(user)
+    if role == Role.ADMIN:
+        return True
+    if role != Role.PATHOLOGIST:
+        return False
+    if assignee is None:
+        return case.assignee_id == user.pk
+    return assignee.pk == user.pk and case.assignee_id in (None, user.pk)
+
+
+def can_be_assigned(user) -> bool:
+    """Whether `user` may hold a case: only someone who could sign it out."""
+    return user.is_active and _role(user) in {Role.ADMIN, Role.PATHOLOGIST}
+
+
+def can_add_addendum(user) -> bool:
+    return _role(user) in {Role.ADMIN, Role.PATHOLOGIST}
+
+
+def can_read_audit(user) -> bool:
     return _role(user) == Role.ADMIN

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Case as SqlCase
+from django.db.models import F, Value, When
 from django.utils import timezone
 
 
@@ -19,13 +21,26 @@ class CaseStatus(models.TextChoices):
     SIGNED_OUT = "signed_out", "Signed out"
 
 
+# stat → urgent → routine, as a stored column so the worklist order is served by an index.
+PRIORITY_RANK = SqlCase(
+    When(priority=Priority.STAT, then=Value(0)),
+    When(priority=Priority.URGENT, then=Value(1)),
+    default=Value(2),
+    output_field=models.SmallIntegerField(),
+)
+
+# The worklist's default order: most urgent first, then the earliest due (no due time last), then oldest.
+WORKLIST_ORDER = [F("priority_rank").asc(), F("due_at").asc(nulls_last=True), F("received_at").asc(), F("id").asc()]
+
+
 class CaseQuerySet(models.QuerySet["Case"]):
     def visible_to(self, user) -> CaseQuerySet:
         if not user.is_authenticated:
             return self.none()
         if user.is_admin:
             return self
-        return self.filter(department__members=user)
+        # The ids as literals (one small query) let the planner use the worklist index per department.
+        return self.filter(department_id__in=user.visible_department_ids())
 
 
 class Case(models.Model):
@@ -45,15 +60,55 @@ class Case(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     due_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    priority_rank = models.GeneratedField(
+        expression=PRIORITY_RANK, output_field=models.SmallIntegerField(), db_persist=True
+    )
+    signed_out_at = models.DateTimeField(null=True, blank=True)
+    signed_out_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # AI triage: the latest finished analysis of the department's triage task (Department.triage_task),
+    # a probability in [0, 1]; set only by services.update_triage_score.
+    triage_score = models.FloatField(null=True, blank=True)
+    triage_scored_at = models.DateTimeField(null=True, blank=True)
+    triage_job_id = models.BigIntegerField(null=True, blank=True, help_text="The analysis job that set the score.")
 
     objects = CaseQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-received_at", "-id"]
+        ordering = WORKLIST_ORDER
         constraints = [
             models.UniqueConstraint(fields=["department", "accession_number"], name="unique_accession_per_department")
         ]
-        indexes = [models.Index(fields=["department", "status", "priority"])]
+        indexes = [
+            models.Index(fields=["department", "status", "priority"]),
+            # Serves WORKLIST_ORDER per department: PostgreSQL's ascending indexes keep NULLs last, as
+            # the order wants for due_at (an explicit NULLS LAST would not build on SQLite, the demo).
+            models.Index(fields=["department", "priority_rank", "due_at", "received_at", "id"],
+                         name="case_worklist_idx"),
+            models.Index(fields=["department", "triage_score"], name="case_triage_idx"),
+            models.Index(fields=["department", "signed_out_at"], name="case_signed_out_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.accession_number} ({self.department})"
+
+    @property
+    def is_signed_out(self) -> bool:
+        """A signed-out case is read-only: only addenda may be added (see accounts/permissions.py)."""
+        return self.status == CaseStatus.SIGNED_OUT
+
+
+class CaseAddendum(models.Model):
+    """Text added to a case after sign-out; never edited or removed."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="addenda")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    text = models.TextField(max_length=20_000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"addendum {self.pk} to {self.case_id}"

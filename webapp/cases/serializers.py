@@ -3,12 +3,18 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from webapp.accounts.models import Department, User
-from webapp.cases.models import Case
+from webapp.cases.models import Case, CaseAddendum
+
+# Changed only through their own endpoints, which apply the role rules and record the change.
+ACTION_FIELDS = {
+    "status": "change the status with POST /api/cases/{id}/status/",
+    "assignee": "assign the case with POST /api/cases/{id}/assign/",
+}
 
 
 class CaseSerializer(serializers.ModelSerializer):
     department = serializers.PrimaryKeyRelatedField(queryset=Department.objects.all(), required=False)
-    assignee = serializers.PrimaryKeyRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
+    assignee_name = serializers.SerializerMethodField()
 
     class Meta:
         model = Case
@@ -21,14 +27,40 @@ class CaseSerializer(serializers.ModelSerializer):
             "priority",
             "status",
             "assignee",
+            "assignee_name",
             "department",
             "received_at",
             "due_at",
             "updated_at",
+            "signed_out_at",
+            "signed_out_by",
+            "triage_score",
+            "triage_scored_at",
+            "triage_job_id",
         ]
-        read_only_fields = ["id", "updated_at"]
+        read_only_fields = [
+            "id", "status", "assignee", "updated_at", "signed_out_at", "signed_out_by", "triage_score",
+            "triage_scored_at", "triage_job_id",
+        ]
         # Uniqueness per department is checked in validate(): the department may be implicit.
         validators: list = []
+
+    def get_assignee_name(self, case: Case) -> str | None:
+        if case.assignee_id is None:
+            return None
+        return case.assignee.get_full_name() or case.assignee.get_username()
+
+    def to_internal_value(self, data):
+        if hasattr(data, "keys"):
+            for field, hint in ACTION_FIELDS.items():
+                if field in data and data[field] != self._current(field):
+                    raise serializers.ValidationError({field: hint})
+        return super().to_internal_value(data)
+
+    def _current(self, field: str):
+        if self.instance is None:
+            return None if field == "assignee" else "received"
+        return self.instance.assignee_id if field == "assignee" else self.instance.status
 
     def validate_accession_number(self, value: str) -> str:
         value = value.strip()
@@ -54,9 +86,6 @@ class CaseSerializer(serializers.ModelSerializer):
                 {"accession_number": f"accession number {accession} already exists in {department.name}"}
             )
 
-        assignee = attrs.get("assignee")
-        if assignee is not None and not (assignee.is_admin or assignee.departments.filter(pk=department.pk).exists()):
-            raise serializers.ValidationError({"assignee": "the assignee is not a member of the case's department"})
         received = attrs.get("received_at", self.instance.received_at if self.instance else None)
         due = attrs.get("due_at", self.instance.due_at if self.instance else None)
         if received and due and due < received:
@@ -77,3 +106,37 @@ class CaseSerializer(serializers.ModelSerializer):
             # Same answer as for a department that does not exist.
             raise serializers.ValidationError({"department": f'Invalid pk "{department.pk}" - object does not exist.'})
         return department
+
+
+class CaseAddendumSerializer(serializers.ModelSerializer):
+    author_name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CaseAddendum
+        fields = ["id", "case", "author", "author_name", "text", "created_at"]
+        read_only_fields = ["id", "case", "author", "created_at"]
+
+    def get_author_name(self, addendum: CaseAddendum) -> str | None:
+        if addendum.author is None:
+            return None
+        return addendum.author.get_full_name() or addendum.author.get_username()
+
+
+class AssignSerializer(serializers.Serializer):
+    assignee = serializers.JSONField(allow_null=True, help_text='A user id, "me", or null to unassign.')
+
+    def validate_assignee(self, value) -> User | None:
+        if value is None:
+            return None
+        if value == "me":
+            return self.context["request"].user
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise serializers.ValidationError('expected a user id, "me" or null')
+        user = User.objects.filter(pk=value, is_active=True).first()
+        if user is None:
+            raise serializers.ValidationError(f"no such user: {value}")
+        return user
+
+
+class StatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Case._meta.get_field("status").choices)

@@ -10,7 +10,9 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 
+from webapp import audit
 from webapp.cases.models import Case
 from webapp.wsi.models import Slide
 from webapp.wsi.serializers import SlideSerializer, SlideUploadSerializer
@@ -40,6 +42,17 @@ class SlideViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             slides = slides.filter(case_id=int(case))
         return slides
 
+    def retrieve(self, request, *args, **kwargs):
+        slide = self.get_object()
+        audit.record(request.user, "slide.viewed", slide, case=slide.case)
+        return Response(self.get_serializer(slide).data)
+
+    def get_throttles(self):
+        if self.action == "create":
+            self.throttle_scope = "uploads"
+            return [ScopedRateThrottle()]
+        return super().get_throttles()
+
     def get_parsers(self):
         if self.request is not None and self.request.method == "POST":
             return [MultiPartParser()]
@@ -62,6 +75,9 @@ class SlideViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         case = Case.objects.visible_to(request.user).filter(pk=form.validated_data["case"]).first()
         if case is None:
             raise ValidationError({"case": "no such case"})
+        if case.is_signed_out:
+            return Response({"error": f"case {case.accession_number} is signed out and read-only"},
+                            status=status.HTTP_409_CONFLICT)
         if upload.size == 0:
             raise ValidationError({"file": "the file is empty (0 bytes)"})
 
