@@ -7,10 +7,6 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-# Playwright's sync API keeps an event loop running in this thread, which makes Django refuse ORM calls
-# from the test itself (fixtures create users). Django documents this switch for exactly this case.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -24,11 +20,19 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an event loop in this thread while it is open, which makes
+# later tests' async_to_sync calls fail; it is closed as soon as the browser tests are done.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not shutil.which("chromium"):
         raise RuntimeError("Debian's chromium is not installed: `make test` installs it (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    # While Playwright's loop runs in this thread Django refuses ORM calls from it (fixtures create
+    # users); Django documents this switch for exactly this case. Only for the browser tests.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            yield browser
+            browser.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
