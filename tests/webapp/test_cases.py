@@ -86,3 +86,19 @@ def test_it_edits_a_case_and_validates_the_assignee(people):
     bad = people.owner.client.patch(f"/api/cases/{case['id']}/", json={"priority": "whenever"})
     assert bad.status_code == 400
     assert bad.json()["error"].startswith("priority")
+
+
+def test_the_fast_case_representation_matches_the_declared_fields(people):
+    from rest_framework import serializers as drf
+
+    from webapp.cases.models import Case
+    from webapp.cases.serializers import CaseSerializer
+
+    created = create_case(people.owner.client, "S26-800", due_at="2026-12-10T12:00:00Z", organ="skin")
+    case = Case.objects.select_related("assignee").get(pk=created["id"])
+    case.triage_score = 0.25
+    fast = CaseSerializer(case).data
+    # The same case through DRF's generic field-by-field path.
+    generic = drf.ModelSerializer.to_representation(CaseSerializer(case), case)
+    assert dict(fast) == dict(generic)
+    assert list(fast) == CaseSerializer.Meta.fields

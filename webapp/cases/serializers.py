@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rest_framework import serializers
 
 from webapp.accounts.models import Department, User
@@ -10,6 +12,14 @@ ACTION_FIELDS = {
     "status": "change the status with POST /api/cases/{id}/status/",
     "assignee": "assign the case with POST /api/cases/{id}/assign/",
 }
+
+
+def _iso(value: datetime | None) -> str | None:
+    """DRF's ISO 8601 form in UTC (the project's time zone): `…Z` rather than `…+00:00`."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class CaseSerializer(serializers.ModelSerializer):
@@ -49,6 +59,30 @@ class CaseSerializer(serializers.ModelSerializer):
         if case.assignee_id is None:
             return None
         return case.assignee.get_full_name() or case.assignee.get_username()
+
+    def to_representation(self, case: Case) -> dict:
+        # The worklist renders a page of these per request; built directly, not field by field
+        # (same keys and formats as the declared fields; a test compares them).
+        return {
+            "id": case.pk,
+            "accession_number": case.accession_number,
+            "patient_pseudonym": case.patient_pseudonym,
+            "organ": case.organ,
+            "clinical_notes": case.clinical_notes,
+            "priority": case.priority,
+            "status": case.status,
+            "assignee": case.assignee_id,
+            "assignee_name": self.get_assignee_name(case),
+            "department": case.department_id,
+            "received_at": _iso(case.received_at),
+            "due_at": _iso(case.due_at),
+            "updated_at": _iso(case.updated_at),
+            "signed_out_at": _iso(case.signed_out_at),
+            "signed_out_by": case.signed_out_by_id,
+            "triage_score": case.triage_score,
+            "triage_scored_at": _iso(case.triage_scored_at),
+            "triage_job_id": case.triage_job_id,
+        }
 
     def to_internal_value(self, data):
         if hasattr(data, "keys"):
