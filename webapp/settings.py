@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "webapp.wsi",
     "webapp.annotations",
     "webapp.audit",
+    "webapp.analysis",
     "webapp.demo",
 ]
 
@@ -142,13 +143,42 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ROUTES = {"webapp.wsi.tasks.*": {"queue": "ingest"}}
+CELERY_TASK_ROUTES = {"webapp.wsi.tasks.*": {"queue": "ingest"}, "webapp.analysis.tasks.*": {"queue": "gpu"}}
+# Redis broker: an unacknowledged message (acks_late GPU jobs) whose worker died is delivered again after
+# BROKER_VISIBILITY_TIMEOUT s, swept every BROKER_RESTORE_INTERVAL s. Message priorities 0 (first) … 9.
+BROKER_VISIBILITY_TIMEOUT = env_int("BROKER_VISIBILITY_TIMEOUT", 3600, minimum=1)
+BROKER_RESTORE_INTERVAL = env_int("BROKER_RESTORE_INTERVAL", 10, minimum=1)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": BROKER_RESTORE_INTERVAL,
+    "unacked_restore_throttle": 1,
+}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+# Ask OmniPath (webapp/analysis; README "Ask OmniPath"). OMNIPATH_MODEL: a local checkpoint directory, read
+# by the web process (tasks, demo flag) and loaded once by each GPU worker; `make demo` makes a tiny one.
+OMNIPATH_MODEL = Path(env_str("OMNIPATH_MODEL", str(VAR_DIR / "models" / "omnipath-tiny")))
+OMNIPATH_BACKEND = env_str("OMNIPATH_BACKEND", "omnipath")
+if OMNIPATH_BACKEND not in ("omnipath", "hf-vlm"):
+    raise ImproperlyConfigured(f"OMNIPATH_BACKEND={OMNIPATH_BACKEND!r}: use omnipath or hf-vlm")
+OMNIPATH_DEVICE = env_str("OMNIPATH_DEVICE", "")  # "" = cuda when present, else cpu
+ANALYSIS_PROMPT_MAX_CHARS = env_int("ANALYSIS_PROMPT_MAX_CHARS", 2000, minimum=1)
+ANALYSIS_MAX_NEW_TOKENS = env_int("ANALYSIS_MAX_NEW_TOKENS", 1024, minimum=1)  # the most a request may ask for
+ANALYSIS_SOFT_TIME_LIMIT = env_int("ANALYSIS_SOFT_TIME_LIMIT", 15 * 60, minimum=1)
+ANALYSIS_TIME_LIMIT = env_int("ANALYSIS_TIME_LIMIT", 20 * 60, minimum=2)
+if ANALYSIS_TIME_LIMIT <= ANALYSIS_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured("ANALYSIS_TIME_LIMIT must be longer than ANALYSIS_SOFT_TIME_LIMIT")
+# A running job's lease: a worker that stops renewing it for this long is presumed dead (seconds).
+ANALYSIS_LEASE_SECONDS = env_int("ANALYSIS_LEASE_SECONDS", 10, minimum=1)
+ANALYSIS_LOG_TTL = env_int("ANALYSIS_LOG_TTL", 7 * 24 * 3600, minimum=60)  # replay log kept (seconds)
+ANALYSIS_STREAM_BATCH = env_int("ANALYSIS_STREAM_BATCH", 64, minimum=1)  # messages per send at most
+ANALYSIS_STREAM_FLUSH_MS = env_int("ANALYSIS_STREAM_FLUSH_MS", 15, minimum=0)  # least time between sends
+ANALYSIS_MAX_MASK_POLYGONS = env_int("ANALYSIS_MAX_MASK_POLYGONS", 200, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -164,6 +194,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "login": env_str("LOGIN_THROTTLE_RATE", "20/min"),
         "uploads": env_str("UPLOAD_THROTTLE_RATE", "300/hour"),
+        "analyses": env_str("ANALYSIS_THROTTLE_RATE", "30/min"),
     },
 }
 SPECTACULAR_SETTINGS = {

@@ -23,6 +23,7 @@ api = [
     path("auth/token/", accounts.TokenView.as_view()),
     path("departments/", accounts.DepartmentList.as_view()),
     path("", include("webapp.annotations.urls")),
+    path("", include("webapp.analysis.urls")),
     path("audit/", AuditEventList.as_view()),
     path("stats/turnaround/", TurnaroundStats.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AnalysisConfig(AppConfig):
+    """Ask OmniPath: analysis jobs on the GPU queue, streamed to every browser watching them."""
+
+    name = "webapp.analysis"
+    label = "analysis"
