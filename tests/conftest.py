@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -40,15 +41,12 @@ def shared_testdata(*parts: str) -> Path:
 
 
 def _process_env(db_settings: dict) -> dict[str, str]:
-    user = db_settings.get("USER") or "postgres"
-    password = db_settings.get("PASSWORD") or ""
-    auth = f"{user}:{password}" if password else user
-    host = db_settings.get("HOST") or "127.0.0.1"
-    port = db_settings.get("PORT") or 5432
+    """The environment for child processes: this run's DATABASE_URL, pointed at the test database."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=f"postgres://{auth}@{host}:{port}/{db_settings['NAME']}",
+        DATABASE_URL=urlunsplit(parts._replace(path=f"/{db_settings['NAME']}")),
         PYTHONUNBUFFERED="1",
     )
     return env
