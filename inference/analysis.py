@@ -167,6 +167,17 @@ class _CancelCriteria(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+TINY_MODEL_NOTE = "tiny randomly initialised model: the text is noise, not a diagnosis"
+
+
+def start_result(model_id: str, backend: str, task: str, tiny: bool) -> AnalysisResult:
+    """An empty result for a run; a tiny (untrained) model's result says its text is noise."""
+    result = AnalysisResult(text="", model=model_id, backend=backend, task=task, tiny_model=tiny)
+    if tiny:
+        result.notes.append(TINY_MODEL_NOTE)
+    return result
+
+
 def stream_generate(
     model: Any, tokenizer: Any, generate_kwargs: dict[str, Any], cancel: threading.Event, timings: Timings,
     started: float,

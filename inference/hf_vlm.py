@@ -22,6 +22,7 @@ from inference.analysis import (
     Region,
     Timings,
     collect_stream,
+    start_result,
     stream_generate,
 )
 from inference.encoders import compute_dtype, default_device
@@ -87,10 +88,7 @@ class HFVLMBackend:
         from slides import SlideError, open_slide
 
         started = time.perf_counter()
-        result = AnalysisResult(text="", model=self.model_id, backend=self.name, task=request.task,
-                                tiny_model=self.tiny)
-        if self.tiny:
-            result.notes.append("tiny randomly initialised model: the text is noise, not a diagnosis")
+        result = start_result(self.model_id, self.name, request.task, self.tiny)
         regions = self._regions(request, result, cancel, progress)
         try:
             with open_slide(request.slide_path) as slide:

@@ -30,6 +30,7 @@ from inference.analysis import (
     Region,
     Timings,
     collect_stream,
+    start_result,
     stream_generate,
 )
 from inference.encoders import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PatchEncoder, compute_dtype
@@ -217,10 +218,7 @@ class OmniPathBackend:
     def _run(self, request: AnalysisRequest, cancel: threading.Event, progress: Progress | None
              ) -> Iterator[str]:
         started = time.perf_counter()
-        result = AnalysisResult(text="", model=self.model_id, backend=self.name, task=request.task,
-                                tiny_model=self.tiny)
-        if self.tiny:
-            result.notes.append("tiny randomly initialised model: the text is noise, not a diagnosis")
+        result = start_result(self.model_id, self.name, request.task, self.tiny)
         visual = self.prepare(request, result, cancel, progress)
         timings = Timings(features=time.perf_counter() - started)
         generator = stream_generate(self.model.language_model, self.tokenizer,

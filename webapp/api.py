@@ -14,6 +14,28 @@ from rest_framework.views import exception_handler as drf_exception_handler
 logger = logging.getLogger(__name__)
 
 
+class ServiceError(Exception):
+    """A change a service function refuses; the API answers `{"error": str(exc)}` with `status`."""
+
+    status = 400
+
+
+class Invalid(ServiceError):
+    status = 400
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
@@ -32,6 +54,8 @@ def _first_message(detail) -> str:
 
 def exception_handler(exc, context):
     """DRF errors as `{"error": "<one readable sentence>", "fields": {...}?}` with their 4xx status."""
+    if isinstance(exc, ServiceError):
+        return Response({"error": str(exc)}, status=exc.status)
     if isinstance(exc, Http404):
         return Response({"error": "not found"}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, PermissionDenied):

@@ -12,6 +12,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from webapp.accounts.models import DepartmentScopedQuerySet
 from webapp.cases.models import Priority
 
 
@@ -42,14 +43,8 @@ def new_stream_key() -> str:
     return uuid.uuid4().hex
 
 
-class AnalysisJobQuerySet(models.QuerySet["AnalysisJob"]):
-    def visible_to(self, user) -> AnalysisJobQuerySet:
-        """The same department rule as slides: a job is visible with its slide's case."""
-        if not user.is_authenticated:
-            return self.none()
-        if user.is_admin:
-            return self
-        return self.filter(case__department_id__in=user.visible_department_ids())
+class AnalysisJobQuerySet(DepartmentScopedQuerySet):
+    department_id_field = "case__department_id"
 
 
 class AnalysisJob(models.Model):

@@ -20,6 +20,7 @@ from webapp import audit
 from webapp.analysis import streaming
 from webapp.analysis.catalog import configured_model
 from webapp.analysis.models import FINISHED, AnalysisJob, JobStatus, Phase
+from webapp.api import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from webapp.wsi.models import Slide, SlideStatus
 
 logger = logging.getLogger(__name__)
@@ -33,26 +34,24 @@ TRIAGE_SCORE_KEYS = {
 DEMO_NOTICE = "demo weights: a tiny randomly initialised model wrote this text; it is noise, not a diagnosis"
 
 
-class AnalysisError(Exception):
+class AnalysisError(ServiceError):
     """A refused request or change; `status` is the HTTP status the API answers with."""
 
-    status = 400
+
+class AnalysisInvalid(AnalysisError, Invalid):
+    pass
 
 
-class AnalysisInvalid(AnalysisError):
-    status = 400
+class AnalysisNotFound(AnalysisError, NotFound):
+    pass
 
 
-class AnalysisNotFound(AnalysisError):
-    status = 404
+class AnalysisForbidden(AnalysisError, Forbidden):
+    pass
 
 
-class AnalysisForbidden(AnalysisError):
-    status = 403
-
-
-class AnalysisConflict(AnalysisError):
-    status = 409
+class AnalysisConflict(AnalysisError, Conflict):
+    pass
 
 
 # -- the web side ------------------------------------------------------------------------------------------

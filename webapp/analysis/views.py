@@ -16,10 +16,6 @@ from webapp.analysis.models import AnalysisJob
 from webapp.analysis.serializers import AnalysisJobSerializer, AnalysisRequestSerializer
 
 
-def _error(exc: services.AnalysisError) -> Response:
-    return Response({"error": str(exc)}, status=exc.status)
-
-
 @extend_schema(parameters=[OpenApiParameter("slide", int, description="Only the analyses of this slide.")])
 class AnalysisViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AnalysisJobSerializer
@@ -46,21 +42,15 @@ class AnalysisViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         form = AnalysisRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        try:
-            job = services.create_job(request.user, slide_id=data["slide"], task=data["task"], prompt=data["prompt"],
-                                      region=data.get("region"), max_new_tokens=data.get("max_new_tokens"))
-        except services.AnalysisError as exc:
-            return _error(exc)
+        job = services.create_job(request.user, slide_id=data["slide"], task=data["task"], prompt=data["prompt"],
+                                  region=data.get("region"), max_new_tokens=data.get("max_new_tokens"))
         return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: AnalysisJobSerializer, 202: AnalysisJobSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel: a queued job at once (200); a running one stops within a second (202, then `cancelled`)."""
-        try:
-            job = services.cancel_job(request.user, self.get_object())
-        except services.AnalysisError as exc:
-            return _error(exc)
+        job = services.cancel_job(request.user, self.get_object())
         done = job.is_finished
         return Response(self.get_serializer(job).data, status=status.HTTP_200_OK if done else status.HTTP_202_ACCEPTED)
 

@@ -15,19 +15,15 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from webapp.accounts.models import DepartmentScopedQuerySet
 from webapp.annotations.geometry import MAX_EXTENT_CLASS, MIN_EXTENT_CLASS, BBox
 from webapp.wsi.models import Slide
 
 HEX_COLOR = re.compile(r"^#[0-9a-f]{6}$")
 
 
-class LabelQuerySet(models.QuerySet["Label"]):
-    def visible_to(self, user) -> LabelQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        if user.is_admin:
-            return self
-        return self.filter(department__members=user)
+class LabelQuerySet(DepartmentScopedQuerySet):
+    department_id_field = "department_id"
 
 
 class Label(models.Model):

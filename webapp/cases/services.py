@@ -18,6 +18,7 @@ from django.utils import timezone
 from webapp import audit
 from webapp.accounts import permissions
 from webapp.accounts.models import Role
+from webapp.api import Conflict, Forbidden, Invalid, ServiceError
 from webapp.cases.events import announce
 from webapp.cases.models import Case, CaseAddendum, CaseStatus
 
@@ -36,24 +37,20 @@ TRANSITIONS = {
 }
 
 
-class CaseError(Exception):
+class CaseError(ServiceError):
     """A refused case change; `status` is the HTTP status the API answers with."""
 
-    status = 400
+
+class CaseInvalid(CaseError, Invalid):
+    pass
 
 
-class CaseInvalid(CaseError):
-    status = 400
+class CaseForbidden(CaseError, Forbidden):
+    pass
 
 
-class CaseForbidden(CaseError):
-    status = 403
-
-
-class CaseConflict(CaseError):
+class CaseConflict(CaseError, Conflict):
     """The change does not fit the case's current state (signed out, assigned to someone else, …)."""
-
-    status = 409
 
 
 def _value(case: Case, field: str) -> Any:

@@ -40,11 +40,6 @@ class CaseViewSet(
     def get_queryset(self):
         return Case.objects.visible_to(self.request.user).select_related("assignee")
 
-    def handle_exception(self, exc):
-        if isinstance(exc, services.CaseError):
-            return Response({"error": str(exc)}, status=exc.status)
-        return super().handle_exception(exc)
-
     @extend_schema(parameters=[*_FILTERS, _ORDERING])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)

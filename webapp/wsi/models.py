@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from webapp.accounts.models import DepartmentScopedQuerySet
+
 
 class SlideStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -12,13 +14,8 @@ class SlideStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class SlideQuerySet(models.QuerySet["Slide"]):
-    def visible_to(self, user) -> SlideQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        if user.is_admin:
-            return self
-        return self.filter(case__department__members=user)
+class SlideQuerySet(DepartmentScopedQuerySet):
+    department_id_field = "case__department_id"
 
 
 class Slide(models.Model):
