@@ -136,34 +136,40 @@ def dispatch_overhead(url: str, token: str, slide_id: int, jobs: int) -> list[fl
 # -- synthetic producers: the worker's real sender, without the model ---------------------------------------
 
 def produce(job_ids: list[int], rate: float, tokens: int) -> None:
-    """Child process: stream `tokens` pieces per job at `rate` per second through JobStream, all jobs at once."""
-    import threading
+    """Child process: stream `tokens` pieces per job at `rate` per second through JobStream, all jobs at once.
+
+    One thread emits every stream's pieces on schedule (the model's side costs nothing here, as on a GPU);
+    each stream's JobStream sends them from the process's sender loop, as in a worker. The streams start
+    staggered over one token interval, as independent jobs would.
+    """
+    import heapq
 
     from webapp.analysis import streaming
     from webapp.analysis.models import AnalysisJob
 
     names = {job.pk: job.stream_name for job in AnalysisJob.objects.filter(pk__in=job_ids)}
-
-    def one(job_id: int) -> None:
+    outs = {}
+    for job_id in job_ids:
         owner = f"bench/{job_id}"
         assert streaming.acquire_lease(job_id, owner)
-        out = streaming.JobStream(job_id, names[job_id], owner)
-        start = time.monotonic()
-        for i in range(tokens):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            out.token(" tok")
+        outs[job_id] = streaming.JobStream(job_id, names[job_id], owner)
+    start = time.monotonic() + 0.5
+    due = [(start + i / (rate * len(job_ids)), 0, job_id) for i, job_id in enumerate(job_ids)]
+    heapq.heapify(due)
+    while due:
+        when, index, job_id = heapq.heappop(due)
+        delay = when - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        outs[job_id].token(" tok")
+        if index + 1 < tokens:
+            heapq.heappush(due, (when + 1 / rate, index + 1, job_id))
+    for out in outs.values():
         out.send({"type": "done", "status": "succeeded", "text": "", "regions": [], "model": "synthetic",
                   "demo_weights": True})
+    for job_id, out in outs.items():
         out.close()
-        streaming.release_lease(job_id, owner)
-
-    threads = [threading.Thread(target=one, args=(job_id,)) for job_id in job_ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        streaming.release_lease(job_id, f"bench/{job_id}")
 
 
 async def synthetic(url: str, token: str, env: dict, job_ids: list[int], rate: float, tokens: int) -> list[float]:
@@ -174,11 +180,66 @@ async def synthetic(url: str, token: str, env: dict, job_ids: list[int], rate: f
         str(tokens), cwd=ROOT, env=env)
     received = await asyncio.gather(*watchers)
     await producer.wait()
+    if os.environ.get("BENCH_DUMP"):
+        (OUT / f"stream-{os.environ['BENCH_DUMP']}.json").write_text(json.dumps(
+            [[(at, m.get("at"), m["type"], len(m.get("text") or "")) for at, m in r] for r in received]))
     return [v for r in received for v in latencies_ms(r)]
 
 
 def fmt(values: list[float]) -> str:
     return f"p50 {percentile(values, 50):6.1f} ms   p99 {percentile(values, 99):6.1f} ms   (n={len(values)})"
+
+
+def model_parts(args, env: dict, url: str, token: str, slide, model: Path, slide_file: Path) -> None:
+    """Parts 1, 2a, 3 (one prefork GPU-queue worker) and 2b (one worker with a thread per stream)."""
+    from django.conf import settings
+
+    from inference.backends import load_backend
+
+    backend = load_backend("omnipath", model, device="cpu")
+    print(f"tiny OmniPath on CPU ({os.cpu_count()} cores), {args.tokens} tokens per job, "
+          f"ANALYSIS_STREAM_FLUSH_MS={settings.ANALYSIS_STREAM_FLUSH_MS}, CHANNEL_LAYER={settings.CHANNEL_LAYER}")
+    with gpu_worker(env, "bench-gpu"):
+        asyncio.run(path_run(url, token, slide.pk, 8))  # warm: features cached, first job's costs paid
+        bare_run(backend, slide_file, slide.sha256, 8)
+        ratios, bare_rates, path_rates, lat1 = [], [], [], []
+        for _ in range(args.repeats):
+            bare = bare_run(backend, slide_file, slide.sha256, args.tokens)
+            rate, lat, _ = asyncio.run(path_run(url, token, slide.pk, args.tokens))
+            bare_rates.append(bare), path_rates.append(rate), ratios.append(rate / bare)
+            lat1 += lat
+        print(f"1. tokens/s: whole path {statistics.median(path_rates):.1f}, bare in-process "
+              f"{statistics.median(bare_rates):.1f} → ratio {statistics.median(ratios):.3f} "
+              f"(runs: {', '.join(f'{r:.3f}' for r in ratios)}; target ≥ 0.95)")
+        print(f"2a. added per-token latency, 1 stream:          {fmt(lat1)}")
+        dispatch = dispatch_overhead(url, token, slide.pk, 10)
+        print(f"3. dispatch overhead POST → worker starts:     p50 {statistics.median(dispatch):6.1f} ms "
+              f"(min {min(dispatch):.1f}, max {max(dispatch):.1f}, n={len(dispatch)})")
+    del backend
+    if args.skip_concurrent:
+        return
+    # 25 jobs at once in one process: each holds a database connection while it runs.
+    threads_env = {**env, "DATABASE_POOL_MAX": str(args.streams + 5)}
+    with gpu_worker(threads_env, "bench-gpu-threads", pool="threads", concurrency=args.streams):
+        asyncio.run(path_run(url, token, slide.pk, 8))
+        lat25, rate25 = asyncio.run(concurrent_path(url, token, slide.pk, args.streams, args.tokens // 2))
+        print(f"2b. added per-token latency, {args.streams} streams (model): {fmt(lat25)}   "
+              f"[{rate25:.1f} tokens/s per stream: the CPU is saturated by the model]")
+
+
+def synthetic_parts(args, env: dict, token: str, slide) -> None:
+    """2c, side by side: the same synthetic load through each channel layer (a web server of its own each)."""
+    from webapp.analysis.models import AnalysisJob
+
+    for layer in ("core", "pubsub"):
+        layer_env = {**env, "CHANNEL_LAYER": layer}
+        held = [AnalysisJob.objects.create(slide=slide, case=slide.case, task="question", prompt=PROMPT,
+                                           backend="synthetic").pk for _ in range(args.streams)]
+        os.environ["BENCH_DUMP"] = layer
+        with uvicorn(layer_env, free_port()) as url:
+            lat = asyncio.run(synthetic(url, token, layer_env, held, args.rate, args.tokens))
+        print(f"2c. added per-token latency, {args.streams} streams × {args.rate:g} tokens/s (JobStream, no model), "
+              f"CHANNEL_LAYER={layer + ':':7} {fmt(lat)}")
 
 
 def main() -> int:
@@ -190,6 +251,7 @@ def main() -> int:
     parser.add_argument("--flush-ms", type=int, default=None,
                         help="ANALYSIS_STREAM_FLUSH_MS for the workers (default: the setting's default)")
     parser.add_argument("--skip-concurrent", action="store_true", help="only parts 1, 2a and 3")
+    parser.add_argument("--synthetic-only", action="store_true", help="only part 2c (no model)")
     parser.add_argument("--produce", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.produce:
@@ -213,48 +275,11 @@ def main() -> int:
     with django_env("pathdesk_bench_stream", **extra) as env:
         token, case = make_user_and_case()
         slide = ingest_now(case, slide_file)
-        port = free_port()
-        with uvicorn(env, port) as url:
-            from inference.backends import load_backend
-
-            backend = load_backend("omnipath", model, device="cpu")
-            from django.conf import settings
-
-            print(f"tiny OmniPath on CPU ({os.cpu_count()} cores), {args.tokens} tokens per job, "
-                  f"ANALYSIS_STREAM_FLUSH_MS={settings.ANALYSIS_STREAM_FLUSH_MS}")
-            with gpu_worker(env, "bench-gpu"):
-                asyncio.run(path_run(url, token, slide.pk, 8))  # warm: features cached, first job's costs paid
-                bare_run(backend, slide_file, slide.sha256, 8)
-                ratios, bare_rates, path_rates, lat1 = [], [], [], []
-                for _ in range(args.repeats):
-                    bare = bare_run(backend, slide_file, slide.sha256, args.tokens)
-                    rate, lat, _ = asyncio.run(path_run(url, token, slide.pk, args.tokens))
-                    bare_rates.append(bare), path_rates.append(rate), ratios.append(rate / bare)
-                    lat1 += lat
-                print(f"1. tokens/s: whole path {statistics.median(path_rates):.1f}, bare in-process "
-                      f"{statistics.median(bare_rates):.1f} → ratio {statistics.median(ratios):.3f} "
-                      f"(runs: {', '.join(f'{r:.3f}' for r in ratios)}; target ≥ 0.95)")
-                print(f"2a. added per-token latency, 1 stream:          {fmt(lat1)}")
-                dispatch = dispatch_overhead(url, token, slide.pk, 10)
-                print(f"3. dispatch overhead POST → worker starts:     p50 {statistics.median(dispatch):6.1f} ms "
-                      f"(min {min(dispatch):.1f}, max {max(dispatch):.1f}, n={len(dispatch)})")
-            del backend
-            if args.skip_concurrent:
-                return 0
-            # 25 jobs at once in one process: each holds a database connection while it runs.
-            threads_env = {**env, "DATABASE_POOL_MAX": str(args.streams + 5)}
-            with gpu_worker(threads_env, "bench-gpu-threads", pool="threads", concurrency=args.streams):
-                asyncio.run(path_run(url, token, slide.pk, 8))
-                lat25, rate25 = asyncio.run(concurrent_path(url, token, slide.pk, args.streams, args.tokens // 2))
-                print(f"2b. added per-token latency, {args.streams} streams (model): {fmt(lat25)}   "
-                      f"[{rate25:.1f} tokens/s per stream: the CPU is saturated by the model]")
-            from webapp.analysis.models import AnalysisJob
-
-            held = [AnalysisJob.objects.create(slide=slide, case=slide.case, task="question", prompt=PROMPT,
-                                               backend="synthetic").pk for _ in range(args.streams)]
-            lat_syn = asyncio.run(synthetic(url, token, env, held, args.rate, args.tokens))
-            print(f"2c. added per-token latency, {args.streams} streams × {args.rate:g} tokens/s (JobStream, no model): "
-                  f"{fmt(lat_syn)}")
+        if not args.synthetic_only:
+            with uvicorn(env, free_port()) as url:
+                model_parts(args, env, url, token, slide, model, slide_file)
+        if not args.skip_concurrent:
+            synthetic_parts(args, env, token, slide)
     return 0
 
 

@@ -132,9 +132,17 @@ SLIDE_HANDLE_CACHE_SIZE = env_int("SLIDE_HANDLE_CACHE_SIZE", 32, minimum=1)
 # How long the tile server remembers that a session/token may see a slide (seconds).
 TILE_ACCESS_TTL = env_int("TILE_ACCESS_TTL", 5, minimum=0)
 
+# Channel layer: Redis pub/sub by default. Every websocket message here is also kept elsewhere (the
+# analysis replay log, the database for annotations and the worklist), so the core layer's per-channel
+# queues and capacity buy nothing, while its group_send (a Lua script over every member's queue) caps a
+# process near 1k messages/s. CHANNEL_LAYER=core switches back (bench/stream.py measures both).
+CHANNEL_LAYER = env_str("CHANNEL_LAYER", "pubsub")
+if CHANNEL_LAYER not in ("pubsub", "core"):
+    raise ImproperlyConfigured("CHANNEL_LAYER must be 'pubsub' or 'core'")
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": {"pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                    "core": "channels_redis.core.RedisChannelLayer"}[CHANNEL_LAYER],
         # redis-py 8 times out socket reads after 5 s by default, which closes idle websockets (1011).
         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
     }

@@ -59,6 +59,23 @@ def test_another_departments_user_cannot_ask_read_cancel_or_watch(people, slide,
     assert isinstance(elsewhere.error, InvalidStatus) and elsewhere.error.response.status_code == 403
 
 
+def test_who_may_cancel(people, slide, asgi_server, tiny_checkpoint):
+    """The requester, a pathologist or an admin may cancel; a technician may not cancel another's job."""
+    from webapp.analysis.models import AnalysisJob
+
+    technician, pathologist = people.colleague, people.owner
+    theirs = held_job(slide, pathologist.user)
+    _refused(technician.client.post(f"/api/analyses/{theirs.pk}/cancel/"), 403,
+             "only the requester, pathologists and admins")
+    assert AnalysisJob.objects.get(pk=theirs.pk).status == "queued"
+    own = held_job(slide, technician.user)
+    assert technician.client.post(f"/api/analyses/{own.pk}/cancel/").status_code == 200
+    assert pathologist.client.post(f"/api/analyses/{theirs.pk}/cancel/").json()["status"] == "cancelled"
+    by_admin = held_job(slide, technician.user)
+    assert people.admin.client.post(f"/api/analyses/{by_admin.pk}/cancel/").status_code == 200
+    assert set(AnalysisJob.objects.values_list("status", flat=True)) == {"cancelled"}
+
+
 def test_it_checks_what_is_asked(people, slide, asgi_server, tiny_checkpoint, settings):
     from webapp.wsi.models import Slide, SlideStatus
 
@@ -137,3 +154,16 @@ def test_segmentation_masks_become_annotations_made_by_the_model(people, slide, 
     annotation = client.get(f"/api/annotations/{job['annotation_ids'][0]}/").json()
     assert annotation["provenance"] == {"kind": "model", "model_id": job["model"], "job_id": job["id"]}
     assert annotation["geometry"]["type"] in ("Polygon", "MultiPolygon")
+
+
+def test_a_visibility_timeout_shorter_than_a_job_is_reported(settings):
+    from django.core.management import call_command
+
+    from webapp.analysis.checks import check_visibility_timeout
+
+    settings.BROKER_VISIBILITY_TIMEOUT, settings.ANALYSIS_TIME_LIMIT = 3600, 1200
+    assert check_visibility_timeout() == []
+    settings.BROKER_VISIBILITY_TIMEOUT = 600
+    [warning] = check_visibility_timeout()
+    assert warning.id == "analysis.W001" and "600 s" in warning.msg and "1200 s" in warning.msg
+    call_command("check")  # a warning, not an error: start-up goes on

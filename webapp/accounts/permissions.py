@@ -17,6 +17,8 @@ an object may *do* with it.
 | add an addendum to a signed-out case             | no         | no       | yes         | yes   |
 | turnaround statistics (own departments)          | yes        | yes      | yes         | all   |
 | read the audit trail                             | no         | no       | no          | yes   |
+| ask OmniPath about a slide (own departments)     | yes        | yes      | yes         | yes   |
+| cancel an analysis                               | requester  | requester| yes         | yes   |
 | manage users, departments, labels                | no         | no       | no          | yes   |
 
 An assignee must be able to sign out: a pathologist of the case's department, or an admin.
@@ -73,6 +75,12 @@ def can_assign(user, case, assignee) -> bool:
     if assignee is None:
         return case.assignee_id == user.pk
     return assignee.pk == user.pk and case.assignee_id in (None, user.pk)
+
+
+def can_cancel_analysis(user, job) -> bool:
+    """Stop an analysis job: whoever asked, or a pathologist or admin of the job's department."""
+    role = _role(user)
+    return role in {Role.ADMIN, Role.PATHOLOGIST} or (role is not None and job.requester_id == user.pk)
 
 
 def can_be_assigned(user) -> bool:

@@ -6,3 +6,6 @@ class AnalysisConfig(AppConfig):
 
     name = "webapp.analysis"
     label = "analysis"
+
+    def ready(self) -> None:
+        from webapp.analysis import checks  # noqa: F401  (registers the settings check)

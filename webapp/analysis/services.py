@@ -117,9 +117,9 @@ def _announce_and_enqueue(job: AnalysisJob) -> None:
 
 def cancel_job(actor, job: AnalysisJob) -> AnalysisJob:
     """Cancel a job: a queued one at once; a running one is stopped by its worker within a second."""
-    from webapp.accounts.permissions import can_manage
+    from webapp.accounts.permissions import can_cancel_analysis
 
-    if job.requester_id != actor.pk and not can_manage(actor) and actor.role != "pathologist":
+    if not can_cancel_analysis(actor, job):
         raise AnalysisForbidden("only the requester, pathologists and admins can cancel an analysis")
     with transaction.atomic():
         job = AnalysisJob.objects.select_for_update().get(pk=job.pk)

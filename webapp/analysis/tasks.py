@@ -30,6 +30,7 @@ from celery.signals import celeryd_after_setup, worker_process_init
 from django.conf import settings
 
 from webapp.analysis import services
+from webapp.analysis.checks import visibility_timeout_problem
 from webapp.analysis.runner import INTERNAL_ERROR, preload_backend, run_job
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ _consumes_gpu = False
 def _note_gpu_worker(sender, instance, **kwargs) -> None:
     global _consumes_gpu
     _consumes_gpu = "gpu" in instance.app.amqp.queues.consume_from
+    if _consumes_gpu and (problem := visibility_timeout_problem()):
+        logger.warning("%s", problem)
 
 
 @worker_process_init.connect
