@@ -172,7 +172,9 @@ def produce(job_ids: list[int], rate: float, tokens: int) -> None:
         streaming.release_lease(job_id, f"bench/{job_id}")
 
 
-async def synthetic(url: str, token: str, env: dict, job_ids: list[int], rate: float, tokens: int) -> list[float]:
+async def synthetic(url: str, token: str, env: dict, job_ids: list[int], rate: float, tokens: int,
+                    raw: Path) -> list[float]:
+    """Latencies (ms) of every token message; the raw arrivals go to `raw` (JSON) for a closer look."""
     watchers = [asyncio.create_task(watch(url, token, job_id)) for job_id in job_ids]
     await asyncio.sleep(2)  # every client connected and in its group
     producer = await asyncio.create_subprocess_exec(
@@ -180,9 +182,8 @@ async def synthetic(url: str, token: str, env: dict, job_ids: list[int], rate: f
         str(tokens), cwd=ROOT, env=env)
     received = await asyncio.gather(*watchers)
     await producer.wait()
-    if os.environ.get("BENCH_DUMP"):
-        (OUT / f"stream-{os.environ['BENCH_DUMP']}.json").write_text(json.dumps(
-            [[(at, m.get("at"), m["type"], len(m.get("text") or "")) for at, m in r] for r in received]))
+    raw.write_text(json.dumps([[(at, m.get("at"), m["type"], len(m.get("text") or "")) for at, m in r]
+                               for r in received]))
     return [v for r in received for v in latencies_ms(r)]
 
 
@@ -235,9 +236,9 @@ def synthetic_parts(args, env: dict, token: str, slide) -> None:
         layer_env = {**env, "CHANNEL_LAYER": layer}
         held = [AnalysisJob.objects.create(slide=slide, case=slide.case, task="question", prompt=PROMPT,
                                            backend="synthetic").pk for _ in range(args.streams)]
-        os.environ["BENCH_DUMP"] = layer
         with uvicorn(layer_env, free_port()) as url:
-            lat = asyncio.run(synthetic(url, token, layer_env, held, args.rate, args.tokens))
+            lat = asyncio.run(synthetic(url, token, layer_env, held, args.rate, args.tokens,
+                                        OUT / f"stream-{layer}.json"))
         print(f"2c. added per-token latency, {args.streams} streams × {args.rate:g} tokens/s (JobStream, no model), "
               f"CHANNEL_LAYER={layer + ':':7} {fmt(lat)}")
 
