@@ -259,3 +259,103 @@ export function uploadSlide(
   });
   return { promise, abort: () => xhr.abort() };
 }
+
+// --- analyses (Ask OmniPath) --------------------------------------------------------------------
+
+export type AnalysisStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+export type AnalysisPhase = "queued" | "extracting" | "selecting" | "generating" | "done";
+
+/** A box in level-0 pixels: [x, y, width, height]. */
+export type Box = [number, number, number, number];
+
+/** A region the model looked at closely (prompt-guided detail completion). */
+export interface AnalysisRegion {
+  box: Box;
+  score: number;
+  magnification: number;
+}
+
+export interface Analysis {
+  id: number;
+  slide: number;
+  case: number;
+  requester: number | null;
+  requester_name: string | null;
+  task: string;
+  prompt: string;
+  region: Box | null;
+  max_new_tokens: number | null;
+  backend: string;
+  model: string;
+  /** Answered (or to be answered) by tiny random weights: the text is noise. */
+  demo_weights: boolean;
+  /** Set with `demo_weights`: what to tell the reader. */
+  notice: string | null;
+  priority: Priority;
+  status: AnalysisStatus;
+  phase: AnalysisPhase;
+  progress: number;
+  text: string;
+  regions: AnalysisRegion[];
+  /** Annotations made from the model's segmentation masks for this job. */
+  annotation_ids: number[];
+  error: string;
+  attempt: number;
+  cancel_requested: boolean;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  stream_url: string;
+}
+
+/** The configured model (`GET /api/analyses/model/`). */
+export interface ModelInfo {
+  backend: string;
+  name: string;
+  tasks: string[];
+  demo_weights: boolean;
+  available: boolean;
+  problem: string | null;
+  /** Request limits; absent from servers that do not send them. */
+  prompt_max_chars?: number;
+  max_new_tokens_limit?: number;
+}
+
+export interface AnalysisRequest {
+  slide: number;
+  task: string;
+  prompt: string;
+  region?: Box;
+  max_new_tokens?: number;
+}
+
+export function getModelInfo(): Promise<ModelInfo> {
+  return request<ModelInfo>("GET", "/api/analyses/model/");
+}
+
+export function createAnalysis(body: AnalysisRequest): Promise<Analysis> {
+  return request<Analysis>("POST", "/api/analyses/", body);
+}
+
+export function getAnalysis(id: number): Promise<Analysis> {
+  return request<Analysis>("GET", `/api/analyses/${id}/`);
+}
+
+/** One page of a slide's analyses, newest first; pass the previous page's `next` to continue. */
+export function listAnalyses(slideId: number, next?: string): Promise<Page<Analysis>> {
+  return request<Page<Analysis>>(
+    "GET",
+    next ? sameOriginPath(next) : `/api/analyses/?slide=${encodeURIComponent(slideId)}`,
+  );
+}
+
+/** 200 when a queued job was cancelled at once, 202 when a running one will stop within a second. */
+export function cancelAnalysis(id: number): Promise<Analysis> {
+  return request<Analysis>("POST", `/api/analyses/${id}/cancel/`);
+}
+
+/** The websocket URL of a path the API returned (`stream_url`), on this page's host. */
+export function websocketUrl(path: string): string {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${window.location.host}${path}`;
+}

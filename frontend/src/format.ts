@@ -1,6 +1,6 @@
 // Display formatting shared by the views.
 
-import type { CaseStatus, Priority, SlideStatus } from "./api";
+import type { AnalysisPhase, AnalysisStatus, CaseStatus, Priority, SlideStatus } from "./api";
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
@@ -72,6 +72,33 @@ export const SLIDE_STATUS_LABEL: Record<SlideStatus, string> = {
   pending: "Processing…",
   ready: "Ready",
   failed: "Failed",
+};
+
+export const ANALYSIS_STATUS_LABEL: Record<AnalysisStatus, string> = {
+  queued: "Queued",
+  running: "Running",
+  succeeded: "Answered",
+  failed: "Failed",
+  cancelled: "Cancelled",
+};
+
+export const ANALYSIS_PHASE_LABEL: Record<AnalysisPhase, string> = {
+  queued: "Waiting for a model worker",
+  extracting: "Reading the slide",
+  selecting: "Selecting regions to look at closely",
+  generating: "Writing the answer",
+  done: "Done",
+};
+
+/** OmniPath's tasks (the model lists the ones it answers; unknown ones show their raw name). */
+export const ANALYSIS_TASK_LABEL: Record<string, string> = {
+  describe: "Describe the slide",
+  cancer_detection: "Cancer detection",
+  grading: "Grading",
+  vascular_invasion: "Vascular invasion",
+  neural_invasion: "Neural invasion",
+  segmentation: "Segmentation",
+  question: "Free question",
 };
 
 /** Label for a value the server may extend later: fall back to the raw value. */

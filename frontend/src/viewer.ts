@@ -1,6 +1,8 @@
-// OpenSeadragon on a DeepZoom source, with a scale bar and a "ready" signal for tests.
+// OpenSeadragon on a DeepZoom source, with a scale bar, boxes drawn over the slide (level-0 px) and a
+// "ready" signal for tests.
 
 import OpenSeadragon from "openseadragon";
+import type { Box } from "./api";
 import { el } from "./dom";
 import { formatLength } from "./format";
 
@@ -46,8 +48,24 @@ export interface ViewerOptions {
   onError?: (message: string) => void;
 }
 
+/** A box drawn over the slide (level-0 px); `kind` picks its style and test id. */
+export interface BoxOverlay {
+  box: Box;
+  kind: "region" | "roi";
+  /** Tooltip text. */
+  title: string;
+  /** Called on a click (not a drag) on the box. */
+  onClick?: () => void;
+}
+
 export interface SlideViewer {
   destroy(): void;
+  /** The part of the slide on screen as a level-0 box, clamped to the slide; null before it opens or when off-slide. */
+  visibleRegion(): Box | null;
+  /** Replace the boxes drawn over the slide (an empty list clears them). */
+  showBoxes(boxes: BoxOverlay[]): void;
+  /** Pan and zoom so that `box` (level-0 px) fills the view, with a margin. */
+  zoomTo(box: Box): void;
 }
 
 /** Widest the scale bar may get, in CSS pixels. */
@@ -97,6 +115,8 @@ export function mountViewer(container: HTMLElement, opts: ViewerOptions): SlideV
 
   let opened = false;
   let ready = false;
+  let boxes: BoxOverlay[] = [];
+  let trackers: OpenSeadragon.MouseTracker[] = [];
 
   function markReady(): void {
     if (ready || !opened) return;
@@ -117,11 +137,58 @@ export function mountViewer(container: HTMLElement, opts: ViewerOptions): SlideV
       zoomReadout.hidden = false;
       zoomReadout.textContent = `${formatMagnification(opts.objectivePower * imageZoom)}`;
     }
+    // What is on screen, for "limit to the current view" and for tests.
+    const visible = visibleRegion();
+    container.dataset.visibleRegion = visible ? visible.join(",") : "";
+  }
+
+  function visibleRegion(): Box | null {
+    const item = viewer.world.getItemAt(0);
+    if (!opened || !item) return null;
+    const size = item.getContentSize();
+    const rect = item.viewportToImageRectangle(viewer.viewport.getBounds(true));
+    const x0 = Math.max(0, Math.floor(rect.x));
+    const y0 = Math.max(0, Math.floor(rect.y));
+    const x1 = Math.min(size.x, Math.ceil(rect.x + rect.width));
+    const y1 = Math.min(size.y, Math.ceil(rect.y + rect.height));
+    if (x1 <= x0 || y1 <= y0) return null;
+    return [x0, y0, x1 - x0, y1 - y0];
+  }
+
+  function drawBoxes(): void {
+    for (const tracker of trackers) tracker.destroy();
+    trackers = [];
+    viewer.clearOverlays();
+    const item = viewer.world.getItemAt(0);
+    if (!opened || !item) return; // drawn on "open"
+    boxes.forEach((overlay, index) => {
+      const [x, y, w, h] = overlay.box;
+      const element = el("div", {
+        class: `box-overlay box-${overlay.kind}`,
+        attrs: { title: overlay.title },
+        data: { testid: overlay.kind === "roi" ? "roi-overlay" : "region-overlay", index, box: overlay.box.join(",") },
+      });
+      viewer.addOverlay({ element, location: item.imageToViewportRectangle(x, y, w, h) });
+      const onClick = overlay.onClick;
+      if (onClick) {
+        // OSD's own tracker: a drag that starts on the box still pans the slide; only a click selects.
+        trackers.push(
+          new OpenSeadragon.MouseTracker({
+            element,
+            clickHandler: (ev) => {
+              if (ev.quick) onClick();
+            },
+          }),
+        );
+      }
+    });
+    container.dataset.boxes = String(boxes.length);
   }
 
   viewer.addHandler("open", () => {
     opened = true;
     updateOverlays();
+    drawBoxes();
   });
   viewer.addHandler("open-failed", (ev) => {
     opts.onError?.(`The slide could not be opened: ${ev.message || "unknown error"}.`);
@@ -146,10 +213,28 @@ export function mountViewer(container: HTMLElement, opts: ViewerOptions): SlideV
   viewer.addHandler("resize", updateOverlays);
 
   return {
+    visibleRegion,
+    showBoxes(next: BoxOverlay[]) {
+      boxes = next;
+      drawBoxes();
+    },
+    zoomTo(box: Box) {
+      const item = viewer.world.getItemAt(0);
+      if (!item) return;
+      const [x, y, w, h] = box;
+      const margin = 0.25;
+      viewer.viewport.fitBoundsWithConstraints(
+        item.imageToViewportRectangle(x - w * margin, y - h * margin, w * (1 + 2 * margin), h * (1 + 2 * margin)),
+      );
+    },
     destroy() {
+      for (const tracker of trackers) tracker.destroy();
+      trackers = [];
       viewer.destroy();
       container.replaceChildren();
       delete container.dataset.ready;
+      delete container.dataset.visibleRegion;
+      delete container.dataset.boxes;
     },
   };
 }

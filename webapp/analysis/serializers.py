@@ -25,6 +25,7 @@ class AnalysisRequestSerializer(serializers.Serializer):
 
 class AnalysisJobSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model_id", read_only=True)
+    requester_name = serializers.SerializerMethodField()
     cancel_requested = serializers.SerializerMethodField()
     notice = serializers.SerializerMethodField()
     stream_url = serializers.SerializerMethodField()
@@ -32,12 +33,17 @@ class AnalysisJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = AnalysisJob
         fields = [
-            "id", "slide", "case", "requester", "task", "prompt", "region", "max_new_tokens", "backend", "model",
-            "demo_weights", "notice", "priority", "status", "phase", "progress", "text", "regions", "timings",
-            "result", "annotation_ids", "error", "attempt", "cancel_requested", "created_at", "started_at",
-            "finished_at", "stream_url",
+            "id", "slide", "case", "requester", "requester_name", "task", "prompt", "region", "max_new_tokens",
+            "backend", "model", "demo_weights", "notice", "priority", "status", "phase", "progress", "text",
+            "regions", "timings", "result", "annotation_ids", "error", "attempt", "cancel_requested", "created_at",
+            "started_at", "finished_at", "stream_url",
         ]
         read_only_fields = fields
+
+    def get_requester_name(self, job: AnalysisJob) -> str | None:
+        if job.requester is None:
+            return None
+        return job.requester.get_full_name() or job.requester.get_username()
 
     def get_cancel_requested(self, job: AnalysisJob) -> bool:
         return job.cancel_requested_at is not None

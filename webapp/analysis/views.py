@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -21,7 +22,7 @@ class AnalysisViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     serializer_class = AnalysisJobSerializer
 
     def get_queryset(self):
-        jobs = AnalysisJob.objects.visible_to(self.request.user)
+        jobs = AnalysisJob.objects.visible_to(self.request.user).select_related("requester")
         slide = self.request.query_params.get("slide")
         if slide is not None:
             if not slide.isdigit():
@@ -56,7 +57,9 @@ class AnalysisViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
 
 class ModelInfoView(APIView):
-    """The configured model: backend, name, tasks it answers, and whether it is demo (untrained) weights."""
+    """The configured model: backend, name, tasks it answers, whether it is demo (untrained) weights, and the
+    request limits (prompt length, tokens a request may ask for) so a client can say them before asking."""
 
     def get(self, request):
-        return Response(configured_model().to_dict())
+        return Response({**configured_model().to_dict(), "prompt_max_chars": settings.ANALYSIS_PROMPT_MAX_CHARS,
+                         "max_new_tokens_limit": settings.ANALYSIS_MAX_NEW_TOKENS})

@@ -1,4 +1,4 @@
-// Full-window slide viewer: metadata side panel + OpenSeadragon.
+// Full-window slide viewer: metadata side panel + OpenSeadragon + the "Ask OmniPath" panel.
 
 import { getSlide } from "../api";
 import type { Slide } from "../api";
@@ -16,15 +16,18 @@ import { pollSlide } from "../poll";
 import { paths } from "../router";
 import { mountViewer } from "../viewer";
 import type { SlideViewer } from "../viewer";
+import { renderAskPanel } from "./askPanel";
 import { backLink, errorBlock, loadingBlock, showError } from "./common";
 import type { Cleanup, ViewContext } from "./common";
 
 export function renderSlideViewer(root: HTMLElement, ctx: ViewContext, slideId: number): Cleanup {
   const panel = el("aside", { class: "viewer-panel", data: { testid: "viewer-panel" } }, loadingBlock("Loading slide…"));
   const stage = el("div", { class: "viewer-stage" });
-  root.replaceChildren(el("div", { class: "viewer-layout" }, panel, stage));
+  const askSide = el("aside", { class: "ask-side", attrs: { hidden: true, "aria-label": "Ask OmniPath" } });
+  root.replaceChildren(el("div", { class: "viewer-layout" }, panel, stage, askSide));
 
   let viewer: SlideViewer | null = null;
+  let closeAsk: Cleanup | null = null;
 
   function open(slide: Slide): void {
     panel.replaceChildren(...slidePanel(slide));
@@ -44,6 +47,9 @@ export function renderSlideViewer(root: HTMLElement, ctx: ViewContext, slideId: 
       objectivePower: slide.objective_power,
       onError: (message) => container.append(errorBlock(message, "viewer-error")),
     });
+    closeAsk?.();
+    askSide.hidden = false;
+    closeAsk = renderAskPanel(askSide, { slide, ctx, viewer });
   }
 
   void (async () => {
@@ -67,6 +73,8 @@ export function renderSlideViewer(root: HTMLElement, ctx: ViewContext, slideId: 
   })();
 
   return () => {
+    closeAsk?.();
+    closeAsk = null;
     viewer?.destroy();
     viewer = null;
   };
