@@ -48,19 +48,23 @@ class AnalysisRequest:
 
 @dataclass
 class Region:
-    """A region the model looked at closely: level-0 box ``(x, y, w, h)``, PGFC score, magnification read."""
+    """A region the model looked at closely: level-0 box ``(x, y, w, h)``, PGFC score, magnification read,
+    and how many tiles at that magnification it holds (encoded, or taken from the fine-tile cache)."""
 
     l0_box: tuple[float, float, float, float]
     score: float
     magnification: float
+    fine_tiles: int = 0
 
 
 @dataclass
 class Timings:
-    """Seconds: features (tiles → visual tokens), prefill (LM over the prompt), first_token (request →
+    """Seconds: features (tiles → visual tokens), of which fine_features (the PGFC re-read: fine-tile cache
+    look-up, reading and encoding the tiles it lacked), prefill (LM over the prompt), first_token (request →
     first generated token), total; tokens_per_s over the tokens after the first."""
 
     features: float = 0.0
+    fine_features: float = 0.0
     prefill: float = 0.0
     first_token: float = 0.0
     total: float = 0.0
@@ -72,8 +76,11 @@ class AnalysisResult:
     """The end of an analysis.
 
     visual_tokens ≤ visual_token_budget. tiles_encoded / tissue_tiles: per magnification (key ``"20x"``),
-    tiles encoded for this answer vs tissue tiles available. polygons: segmentation, GeoJSON Polygon
-    coordinate lists in level-0 px. notes: what a person should know (mpp fallback, no tissue found…).
+    tiles encoded for this answer vs tissue tiles available. tiles_cached: per magnification, tiles this
+    answer used whose features came from a cache instead (the feature store for the coarse pass, the
+    fine-tile cache for PGFC); at the fine magnification, encoded + cached = the tiles PGFC read.
+    polygons: segmentation, GeoJSON Polygon coordinate lists in level-0 px. notes: what a person should
+    know (mpp fallback, no tissue found…).
     """
 
     text: str
@@ -85,6 +92,7 @@ class AnalysisResult:
     visual_token_budget: int = 0
     tiles_encoded: dict[str, int] = field(default_factory=dict)
     tissue_tiles: dict[str, int] = field(default_factory=dict)
+    tiles_cached: dict[str, int] = field(default_factory=dict)
     polygons: list[list[list[list[float]]]] = field(default_factory=list)
     task_scores: dict[str, Any] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)

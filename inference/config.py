@@ -22,6 +22,12 @@ DEFAULT_TASKS: tuple[str, ...] = (
 )
 """Tasks the task embedding knows, in embedding-row order. ``question`` is the free-question fallback."""
 
+TASK_LABELS: tuple[str, ...] = ("cancer", "grade", "vascular_invasion", "neural_invasion")
+"""Task-head labels, in column order of the ``task_labels`` tensor (see :mod:`inference.losses`)."""
+
+LOSS_TERMS: tuple[str, ...] = ("lm", *TASK_LABELS, "mask_bce", "mask_dice")
+"""Terms of the mixed-task training loss, each weighted by ``config.loss_weights[term]``."""
+
 GENERAL_ENCODER_TYPES = ("clip_vision_model",)
 PATHOLOGY_ENCODER_TYPES = ("dinov2", "vit")
 TEXT_MODEL_TYPES = ("llama", "qwen2")
@@ -48,6 +54,11 @@ class OmniPathConfig(PreTrainedConfig):
         num_grades: classes of the grading head.
         mask_resolution: mask pixels per coarse-tile edge produced by the mask decoder.
         image_token: placeholder token in the tokenizer, one per visual token in the prompt.
+
+    Training:
+        loss_weights: weight of each term of the mixed-task loss (``LOSS_TERMS``: ``lm``, ``cancer``,
+            ``grade``, ``vascular_invasion``, ``neural_invasion``, ``mask_bce``, ``mask_dice``); terms
+            left out weigh 1.0, a weight of 0 switches a term off.
     """
 
     model_type = "omnipath"
@@ -75,12 +86,19 @@ class OmniPathConfig(PreTrainedConfig):
     projector_hidden_act: str = "gelu"
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
+    loss_weights: dict[str, float] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
         if self.tasks is None:
             self.tasks = list(DEFAULT_TASKS)
         self.tasks = list(self.tasks)
+        given = dict(self.loss_weights or {})
+        unknown = sorted(set(given) - set(LOSS_TERMS))
+        if unknown:
+            raise ValueError(f"invalid OmniPathConfig: unknown loss_weights terms {unknown}; "
+                             f"known terms: {', '.join(LOSS_TERMS)}")
+        self.loss_weights = {term: float(given.get(term, 1.0)) for term in LOSS_TERMS}
         self._validate()
 
     def _validate(self) -> None:
@@ -109,6 +127,9 @@ class OmniPathConfig(PreTrainedConfig):
                      "mask_resolution"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
+        bad_weights = [term for term, weight in self.loss_weights.items() if not 0 <= weight < float("inf")]
+        if bad_weights:
+            problems.append(f"loss_weights must be finite and >= 0 (bad: {bad_weights})")
         if problems:
             raise ValueError("invalid OmniPathConfig: " + "; ".join(problems))
 

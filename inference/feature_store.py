@@ -6,6 +6,11 @@ Layout: ``<root>/<sha[:2]>/<sha>/<encoder_id>@<hash16>/mag<M>_tile<T>_stride<S>_
 A file is written to a temporary name in the same folder, flushed to disk, then renamed over the final
 name (atomic on POSIX), so a crash never leaves a partial file under the final name. A final file that
 still fails to parse, or whose stored key differs, is treated as absent and rewritten, never trusted.
+
+There is one such file per slide, encoder and tiling, so the store grows with the slides analysed and is not
+bounded here (delete a slide's ``<sha[:2]>/<sha>`` folder with the slide). The per-tile features of the
+high-magnification tiles PGFC reads live next to it, in ``<root>/fine-tiles`` (:mod:`inference.fine_tile_cache`),
+which grows with every question and is bounded.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from inference.fine_tile_cache import FineTileCache
 from slides.tiling import MagnificationScale, TileGrid
 
 log = logging.getLogger(__name__)
@@ -99,8 +105,10 @@ def _grid_from(meta: str, tensors: dict[str, torch.Tensor]) -> TileGrid:
 class FeatureStore:
     """A folder of cached feature files (see the module docstring)."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, fine_tiles_max_bytes: int | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_root()
+        self.fine_tiles = FineTileCache(self.root / "fine-tiles", fine_tiles_max_bytes)
+        """Per-tile features of the fine tiles PGFC re-reads (bounded, see :mod:`inference.fine_tile_cache`)."""
 
     def path(self, key: FeatureKey) -> Path:
         return self.root / key.relpath()

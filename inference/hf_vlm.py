@@ -70,6 +70,7 @@ class HFVLMBackend:
             scratch = AnalysisResult(text="", model="", backend="", task=request.task)
             self.selector.prepare(request, scratch, cancel, progress)
             result.tiles_encoded, result.tissue_tiles = scratch.tiles_encoded, scratch.tissue_tiles
+            result.tiles_cached, result.timings.fine_features = scratch.tiles_cached, scratch.timings.fine_features
             result.notes.extend(scratch.notes)
             return scratch.regions[: self.crops]
         from slides import open_slide
@@ -105,7 +106,7 @@ class HFVLMBackend:
         image_token_id = getattr(self.model.config, "image_token_id", None)
         visual = int((inputs["input_ids"] == image_token_id).sum()) if image_token_id is not None else 0
         result.visual_tokens = result.visual_token_budget = visual  # fixed by the number of images
-        timings = Timings(features=time.perf_counter() - started)
+        timings = Timings(features=time.perf_counter() - started, fine_features=result.timings.fine_features)
         config = replace_generation(self.model.generation_config or GenerationConfig(), request.max_new_tokens)
         generator = stream_generate(self.model, self.processor.tokenizer,
                                     {**inputs, "generation_config": config}, cancel, timings, started)

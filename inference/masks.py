@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -81,3 +82,32 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[list[tuple[int, int]]]]:
 
 def _area(ring: list[tuple[int, int]]) -> float:
     return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:], strict=False))) / 2
+
+
+def rasterize_polygons(grid: object, polygons: Sequence[Sequence[Sequence[Sequence[float]]]],
+                       resolution: int) -> np.ndarray:
+    """Per-tile lesion masks ``(N, r, r)`` float32 (1 inside) from polygons in level-0 px.
+
+    grid: a :class:`slides.tiling.TileGrid`; each tile is split into ``r × r`` pixels of
+    ``l0_tile_size / r`` level-0 px, row-major as the mask decoder emits them. polygons: GeoJSON Polygon
+    coordinate lists ``[outer ring, *holes]`` (annotation geometry, level-0 px). A pixel is inside when its
+    centre is, by the even-odd rule over all rings (so holes cut out), the inverse of the mask → polygon
+    conversion of segmentation results.
+    """
+    l0_xy = np.asarray(grid.l0_xy, dtype=np.float64)  # type: ignore[attr-defined]
+    step = float(grid.l0_tile_size) / resolution  # type: ignore[attr-defined]
+    centres = (np.arange(resolution) + 0.5) * step
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")
+    px = (l0_xy[:, 0, None, None] + cx[None]).reshape(-1)
+    py = (l0_xy[:, 1, None, None] + cy[None]).reshape(-1)
+    inside = np.zeros(px.shape, dtype=bool)
+    for polygon in polygons:
+        for ring in polygon:
+            points = np.asarray(ring, dtype=np.float64).reshape(-1, 2)
+            for (x0, y0), (x1, y1) in zip(points, np.roll(points, -1, axis=0), strict=True):
+                if y0 == y1:
+                    continue  # a horizontal edge crosses no horizontal ray
+                crosses = (y0 > py) != (y1 > py)
+                x_at = x0 + (py[crosses] - y0) * (x1 - x0) / (y1 - y0)
+                inside[np.flatnonzero(crosses)[px[crosses] < x_at]] ^= True
+    return inside.reshape(len(l0_xy), resolution, resolution).astype(np.float32)

@@ -5,7 +5,8 @@ One analysis, in coordinate spaces of :mod:`slides.tiling`:
 1. coarse tissue tiles over the slide (or ROI) at ``config.coarse_magnification``, features from the store;
 2. fuse + FiLM (MGFE) → coarse tokens; the prompt + task query scores them (PGFC);
 3. the ``pgfc_top_k`` best coarse tiles are re-read at ``config.fine_magnification``; their fine tiles are
-   encoded, FiLMed and scored, and the ``fine_tokens_per_region`` best per region are kept;
+   encoded (or taken from the fine-tile cache, :mod:`inference.fine_tile_cache`), FiLMed and scored, and the
+   ``fine_tokens_per_region`` best per region are kept;
 4. visual tokens = [task-pooled slide token, coarse overview pooled to fit, fine tokens] ≤ budget;
 5. the LM streams the answer; segmentation tasks also get mask polygons in level-0 px.
 """
@@ -13,10 +14,11 @@ One analysis, in coordinate spaces of :mod:`slides.tiling`:
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +39,41 @@ from inference.encoders import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD,
 from inference.errors import InferenceError
 from inference.extraction import encode_grid, extract_features
 from inference.feature_store import FeatureStore
+from inference.fine_tile_cache import FineTileKey
 from inference.masks import mask_to_polygons
 from inference.modeling_omnipath import COARSE, FINE, OmniPathForConditionalGeneration
-from inference.pgfc import pool_to_slots, select_regions
-from slides.tiling import TileGrid, tissue_tile_grid
+from inference.pgfc import select_regions
+from inference.processing import prompt_ids
+from slides.tiling import TileGrid, tile_tissue_fractions, tissue_tile_grid
 
+log = logging.getLogger(__name__)
 MIN_TISSUE = 0.25
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Selection:
+    """What one request looked at (steps 1–3), before the visual tokens are built.
+
+    grid / features: the coarse tiles (ROI applied) and their encoder features ``{cache_id: (N, D)}``.
+    coarse_tokens: ``(N, d)`` FiLMed coarse tokens; query: ``(d,)``; scores: ``(N,)``; chosen: ``(k,)`` coarse
+    indices, best first. fine_grid / fine_features / fine_tokens: the ``M`` fine tiles of the chosen regions;
+    region_of: ``(M,)`` position in ``chosen`` of each; kept: the fine tiles whose tokens the LM sees.
+    """
+
+    task_id: int
+    slide_sha256: str
+    grid: TileGrid
+    features: dict[str, torch.Tensor]
+    coarse_tokens: torch.Tensor
+    query: torch.Tensor
+    scores: torch.Tensor
+    chosen: torch.Tensor
+    fine_grid: TileGrid
+    region_of: np.ndarray
+    fine_features: dict[str, torch.Tensor]
+    fine_tokens: torch.Tensor
+    kept: list[int]
 
 
 def _mag_key(magnification: float) -> str:
@@ -88,6 +118,7 @@ class OmniPathBackend:
         self.model_id = f"omnipath:{Path(model_dir).resolve().name}@{digest}"
         self.tiny = bool(getattr(self.config, "tiny", False))
         self._tissue_masks: dict[tuple[str, int], tuple[np.ndarray, float]] = {}
+        self._fine_tissue_tiles: dict[tuple[float, float, float, float] | None, int] = {}
         try:
             self.generation_config = GenerationConfig.from_pretrained(model_dir, local_files_only=True)
         except OSError:
@@ -107,15 +138,14 @@ class OmniPathBackend:
 
     def prompt_ids(self, request: AnalysisRequest, visual_tokens: int) -> torch.Tensor:
         """``(1, T)`` ids: BOS, ``visual_tokens`` image placeholders, then task and question."""
-        text = f"\nTask: {request.task}\nQuestion: {request.prompt.strip()}\nAnswer:"
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
-        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        return torch.tensor([bos + [self.config.image_token_id] * visual_tokens + ids], device=self.device)
+        ids = prompt_ids(self.tokenizer, self.config, request.task, request.prompt, visual_tokens)
+        return torch.tensor([ids], device=self.device)
 
     @torch.inference_mode()
-    def prepare(self, request: AnalysisRequest, result: AnalysisResult, cancel: threading.Event,
-                progress: Progress | None = None) -> torch.Tensor:
-        """Steps 1–4 (and the segmentation mask): returns ``(1, V, d)`` visual tokens, fills ``result``."""
+    def select(self, request: AnalysisRequest, result: AnalysisResult, cancel: threading.Event,
+               progress: Progress | None = None) -> Selection:
+        """Steps 1–3: coarse features and tokens, PGFC scores and regions, fine features of the chosen
+        regions (fine-tile cache first) and the fine tiles kept. Fills ``result``'s tile counts, regions, notes."""
         from slides import SlideError, detect_tissue, open_slide
 
         cfg = self.config
@@ -145,6 +175,7 @@ class OmniPathBackend:
             features = {k: v[torch.from_numpy(keep)] for k, v in features.items()}
         coarse_key = _mag_key(grid.magnification)
         result.tiles_encoded[coarse_key] = coarse.tiles_read
+        result.tiles_cached[coarse_key] = coarse_tissue if coarse.tiles_read == 0 else 0
         result.tissue_tiles[coarse_key] = coarse_tissue
 
         coarse_tokens = self._tokens(features, COARSE, task_id)
@@ -154,36 +185,88 @@ class OmniPathBackend:
         scores = self.model.score_regions(coarse_tokens, query)
         chosen = select_regions(scores, cfg.pgfc_top_k)
 
+        fine_started = time.perf_counter()
         try:
             with open_slide(request.slide_path) as slide:
                 mask_key = (str(request.slide_path), Path(request.slide_path).stat().st_mtime_ns)
                 if mask_key not in self._tissue_masks:
                     tissue = detect_tissue(slide)
                     self._tissue_masks = {mask_key: (tissue.mask, float(tissue.downsample))}  # keep one
+                    self._fine_tissue_tiles = {}
                 mask = self._tissue_masks[mask_key]
-                fine_all = tissue_tile_grid(slide, cfg.fine_magnification, cfg.tile_size, min_tissue=MIN_TISSUE,
-                                            tissue_mask=mask, l0_roi=request.roi)
+                if request.roi not in self._fine_tissue_tiles:  # the count depends on the slide and ROI only
+                    if len(self._fine_tissue_tiles) >= 256:
+                        self._fine_tissue_tiles = {}
+                    self._fine_tissue_tiles[request.roi] = len(tissue_tile_grid(
+                        slide, cfg.fine_magnification, cfg.tile_size, min_tissue=MIN_TISSUE, tissue_mask=mask,
+                        l0_roi=request.roi))
                 fine_grid, region_of = _fine_tiles(slide, grid, chosen.tolist(), cfg, mask)
-                fine_progress = (lambda done, total: progress("fine", done, total)) if progress else None
-                fine_feats = encode_grid(slide, fine_grid, encoders, batch_size=self.batch_size,
-                                         num_readers=self.num_readers, progress=fine_progress, cancel=cancel)
+                fine_feats, encoded = self._fine_features(slide, fine_grid, coarse.slide_sha256, cancel, progress)
         except SlideError as exc:
             raise InferenceError(f"cannot read slide: {exc}") from exc
         fine_key = _mag_key(fine_grid.magnification)
-        result.tiles_encoded[fine_key] = result.tiles_encoded.get(fine_key, 0) + len(fine_grid)
-        result.tissue_tiles.setdefault(fine_key, len(fine_all))
+        result.tiles_encoded[fine_key] = result.tiles_encoded.get(fine_key, 0) + encoded
+        result.tiles_cached[fine_key] = result.tiles_cached.get(fine_key, 0) + len(fine_grid) - encoded
+        result.tissue_tiles.setdefault(fine_key, self._fine_tissue_tiles[request.roi])
 
-        fine_tokens = self._tokens(dict(zip([e.cache_id for e in encoders], fine_feats, strict=True)), FINE, task_id)
+        fine_tokens = self._tokens(fine_feats, FINE, task_id)
         fine_scores = self.model.score_regions(fine_tokens, query)
         kept: list[int] = []
+        boxes = grid.l0_boxes()
         for region_index, coarse_index in enumerate(chosen.tolist()):
             members = np.nonzero(region_of == region_index)[0]
             best = sorted(members.tolist(), key=lambda i: (-float(fine_scores[i]), i))[:cfg.fine_tokens_per_region]
             kept.extend(best)
-            box = tuple(float(v) for v in grid.l0_boxes()[coarse_index])
-            result.regions.append(Region(box, float(scores[coarse_index]), fine_grid.magnification))
+            box = tuple(float(v) for v in boxes[coarse_index])
+            result.regions.append(Region(box, float(scores[coarse_index]), fine_grid.magnification, len(members)))
+        result.timings.fine_features = time.perf_counter() - fine_started
+        return Selection(task_id=task_id, slide_sha256=coarse.slide_sha256, grid=grid, features=features,
+                         coarse_tokens=coarse_tokens, query=query, scores=scores, chosen=chosen,
+                         fine_grid=fine_grid, region_of=region_of, fine_features=fine_feats,
+                         fine_tokens=fine_tokens, kept=kept)
 
-        pooled = self.model.pool(coarse_tokens, task_id)
+    def _fine_features(self, slide: object, fine_grid: TileGrid, slide_sha256: str, cancel: threading.Event,
+                       progress: Progress | None) -> tuple[dict[str, torch.Tensor], int]:
+        """Features ``{cache_id: (M, D)}`` of the fine tiles, from the fine-tile cache where it has them; the
+        rest are read once, encoded by the encoders that lack them, and added to the cache. Returns
+        (features, number of tiles read and encoded)."""
+        cache = self.store.fine_tiles
+        total = len(fine_grid)
+        features: dict[str, torch.Tensor] = {}
+        found: dict[str, np.ndarray] = {}
+        keys: dict[str, FineTileKey] = {}
+        for encoder in (self.general, self.pathology):
+            keys[encoder.cache_id] = FineTileKey(slide_sha256, encoder.cache_id, float(fine_grid.magnification),
+                                                 int(fine_grid.tile_size))
+            features[encoder.cache_id], found[encoder.cache_id] = cache.lookup(
+                keys[encoder.cache_id], fine_grid.l0_xy, encoder.embed_dim)
+        missing = np.nonzero(~np.logical_and.reduce(list(found.values())))[0]
+        cached = total - len(missing)
+        if len(missing) == 0:
+            if progress is not None:
+                progress("fine", total, total)
+            return features, 0
+        lacking = [e for e in (self.general, self.pathology) if not found[e.cache_id][missing].all()]
+        fine_progress = (lambda done, _: progress("fine", cached + done, total)) if progress else None
+        encoded = encode_grid(slide, fine_grid.subset(missing), lacking, batch_size=self.batch_size,
+                              num_readers=self.num_readers, progress=fine_progress, cancel=cancel)
+        for encoder, new in zip(lacking, encoded, strict=True):
+            new_rows = ~found[encoder.cache_id][missing]  # rows this encoder had cached keep the cached value
+            rows = torch.from_numpy(missing[new_rows])
+            features[encoder.cache_id][rows] = new[torch.from_numpy(new_rows)]
+            try:
+                cache.add(keys[encoder.cache_id], fine_grid.l0_xy[missing[new_rows]], new[torch.from_numpy(new_rows)])
+            except OSError as exc:  # a full or read-only disk costs re-encoding later, not this answer
+                log.warning("could not add %d fine tiles to the cache: %s", int(new_rows.sum()), exc)
+        return features, len(missing)
+
+    @torch.inference_mode()
+    def prepare(self, request: AnalysisRequest, result: AnalysisResult, cancel: threading.Event,
+                progress: Progress | None = None) -> torch.Tensor:
+        """Steps 1–4 (and the segmentation mask): returns ``(1, V, d)`` visual tokens, fills ``result``."""
+        cfg = self.config
+        selection = self.select(request, result, cancel, progress)
+        pooled = self.model.pool(selection.coarse_tokens, selection.task_id)
         heads = self.model.heads(pooled.pooled)
         result.task_scores = {
             "cancer": float(torch.sigmoid(heads.cancer.float()).item()),
@@ -191,14 +274,15 @@ class OmniPathBackend:
             "vascular_invasion": float(torch.sigmoid(heads.vascular_invasion.float()).item()),
             "neural_invasion": float(torch.sigmoid(heads.neural_invasion.float()).item()),
         }
-        overview, _ = pool_to_slots(coarse_tokens, grid.tile_cr, cfg.coarse_token_slots)
-        visual = torch.cat([pooled.pooled[None], overview, fine_tokens[kept]], dim=0)
+        visual = self.model.assemble_visual_tokens(pooled.pooled, selection.coarse_tokens, selection.grid.tile_cr,
+                                                   selection.fine_tokens[selection.kept])
         if visual.shape[0] > cfg.visual_token_budget:  # cannot happen by construction; guard the promise
             raise AssertionError(f"{visual.shape[0]} visual tokens exceed the budget {cfg.visual_token_budget}")
         result.visual_tokens = int(visual.shape[0])
         result.visual_token_budget = int(cfg.visual_token_budget)
         if request.task == "segmentation":
-            result.polygons = _polygons(grid, self.model.mask_logits(coarse_tokens, query))
+            result.polygons = _polygons(selection.grid, self.model.mask_logits(selection.coarse_tokens,
+                                                                               selection.query))
         return visual[None]
 
     def analyze(self, request: AnalysisRequest, progress: Progress | None = None) -> AnalysisStream:
@@ -220,7 +304,7 @@ class OmniPathBackend:
         started = time.perf_counter()
         result = start_result(self.model_id, self.name, request.task, self.tiny)
         visual = self.prepare(request, result, cancel, progress)
-        timings = Timings(features=time.perf_counter() - started)
+        timings = Timings(features=time.perf_counter() - started, fine_features=result.timings.fine_features)
         generator = stream_generate(self.model.language_model, self.tokenizer,
                                     self.generate_kwargs(request, visual), cancel, timings, started)
         return (yield from collect_stream(generator, result, timings, started, cancel))
@@ -244,22 +328,27 @@ def _meets(grid: TileGrid, l0_roi: tuple[float, float, float, float]) -> np.ndar
 
 def _fine_tiles(slide: object, coarse: TileGrid, chosen: list[int], cfg: object,
                 mask: tuple[np.ndarray, float]) -> tuple[TileGrid, np.ndarray]:
-    """Fine tissue tiles inside each chosen coarse tile, concatenated; ``region_of[i]`` = position in ``chosen``."""
-    grids, region_of = [], []
+    """Fine tissue tiles inside each chosen coarse tile, concatenated; ``region_of[i]`` = position in ``chosen``.
+
+    A region whose fine tiles are all below ``MIN_TISSUE`` keeps them all (it scored well). The tissue
+    fractions of every region are computed in one pass over the mask (one integral image, not one per region).
+    """
     boxes = coarse.l0_boxes()
-    for region_index, coarse_index in enumerate(chosen):
-        box = tuple(boxes[coarse_index])
-        sub = tissue_tile_grid(slide, cfg.fine_magnification, cfg.tile_size, min_tissue=MIN_TISSUE,  # type: ignore[arg-type]
-                               tissue_mask=mask, l0_roi=box)
-        if len(sub) == 0:  # the coarse tile scored well but no fine tile is tissue enough: keep them all
-            sub = tissue_tile_grid(slide, cfg.fine_magnification, cfg.tile_size, min_tissue=0.0,  # type: ignore[arg-type]
-                                   l0_roi=box)
-        grids.append(sub)
-        region_of.extend([region_index] * len(sub))
-    first = grids[0]
-    merged = replace(first, l0_xy=np.concatenate([g.l0_xy for g in grids]),
-                     tile_cr=np.concatenate([g.tile_cr for g in grids]),
-                     tissue=np.concatenate([g.tissue for g in grids]))
+    grids = [tissue_tile_grid(slide, cfg.fine_magnification, cfg.tile_size, min_tissue=0.0,  # type: ignore[arg-type]
+                              l0_roi=tuple(boxes[coarse_index])) for coarse_index in chosen]
+    fractions = tile_tissue_fractions(np.concatenate([g.l0_xy for g in grids]), grids[0].l0_tile_size, *mask)
+    kept, region_of, start = [], [], 0
+    for region_index, grid in enumerate(grids):
+        tissue = fractions[start:start + len(grid)]
+        start += len(grid)
+        keep = tissue >= MIN_TISSUE
+        if not keep.any():
+            keep[:] = True
+        kept.append(replace(grid.subset(keep), tissue=tissue[keep]))
+        region_of.extend([region_index] * int(keep.sum()))
+    merged = replace(kept[0], l0_xy=np.concatenate([g.l0_xy for g in kept]),
+                     tile_cr=np.concatenate([g.tile_cr for g in kept]),
+                     tissue=np.concatenate([g.tissue for g in kept]))
     return merged, np.asarray(region_of, dtype=np.int64)
 
 

@@ -76,3 +76,29 @@ def omnipath(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  #
 
     return load_backend("omnipath", tiny_model_dir, device="cpu",
                         store=FeatureStore(tmp_path_factory.mktemp("feature-store")))
+
+
+@pytest.fixture(scope="session")
+def make_example():  # noqa: ANN201
+    """A factory of synthetic training examples for the tiny config: random features, square tile layout."""
+    import numpy as np
+    import torch
+
+    from inference.training import TrainingExample
+
+    generator = torch.Generator().manual_seed(1234)
+
+    def make(tiles: int = 6, fine: int = 2, task: str = "question", question: str = "What is this?",
+             **labels: object) -> TrainingExample:
+        cols, rows = np.meshgrid(np.arange(8), np.arange(8))
+        tile_cr = np.stack([cols.ravel(), rows.ravel()], axis=1)[:tiles]
+        return TrainingExample(
+            general_features=torch.randn(tiles, 256, generator=generator),
+            pathology_features=torch.randn(tiles, 256, generator=generator),
+            tile_cr=tile_cr, task=task, question=question,
+            fine_general_features=torch.randn(fine, 256, generator=generator),
+            fine_pathology_features=torch.randn(fine, 256, generator=generator),
+            **labels,  # type: ignore[arg-type]
+        )
+
+    return make
