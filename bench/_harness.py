@@ -57,6 +57,13 @@ def django_env(database: str, **extra: str):
         **extra,
     )
     os.environ.update(env)
+    # The bench owns its Redis database (`make bench`: number 14) as it owns its PostgreSQL one: a stale
+    # lease, queued task or log of an earlier (interrupted) run must not meet this run's job ids.
+    import redis
+
+    if not env.get("REDIS_URL"):
+        raise RuntimeError("run the benches with `make bench`, or set REDIS_URL to a Redis database they may empty")
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     import django
 
     django.setup()

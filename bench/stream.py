@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -142,8 +143,12 @@ def produce(job_ids: list[int], rate: float, tokens: int) -> None:
     each stream's JobStream sends them from the process's sender loop, as in a worker. The streams start
     staggered over one token interval, as independent jobs would.
     """
+    import gc
     import heapq
+    import logging
 
+    # The core layer logs every message it drops for a full channel (consumers refill gaps from the log).
+    logging.getLogger("channels_redis").setLevel(logging.WARNING)
     from webapp.analysis import streaming
     from webapp.analysis.models import AnalysisJob
 
@@ -153,6 +158,13 @@ def produce(job_ids: list[int], rate: float, tokens: int) -> None:
         owner = f"bench/{job_id}"
         assert streaming.acquire_lease(job_id, owner)
         outs[job_id] = streaming.JobStream(job_id, names[job_id], owner)
+    # As a worker does when a job starts: a status message first (this also opens the sender's connections,
+    # which a long-running worker has open already). Only token messages are timed.
+    for out in outs.values():
+        out.send({"type": "status", "status": "running", "phase": "generating", "progress": 0.0})
+    for out in outs.values():
+        out.close()
+    gc.freeze()  # as the worker does once its model is loaded (webapp/analysis/runner.py)
     start = time.monotonic() + 0.5
     due = [(start + i / (rate * len(job_ids)), 0, job_id) for i, job_id in enumerate(job_ids)]
     heapq.heapify(due)
@@ -175,13 +187,18 @@ def produce(job_ids: list[int], rate: float, tokens: int) -> None:
 async def synthetic(url: str, token: str, env: dict, job_ids: list[int], rate: float, tokens: int,
                     raw: Path) -> list[float]:
     """Latencies (ms) of every token message; the raw arrivals go to `raw` (JSON) for a closer look."""
+    # The client's own full collections would be counted as stream latency: keep them off what it loaded.
+    gc.freeze()
     watchers = [asyncio.create_task(watch(url, token, job_id)) for job_id in job_ids]
     await asyncio.sleep(2)  # every client connected and in its group
     producer = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--produce", ",".join(map(str, job_ids)), "--rate", str(rate), "--tokens",
         str(tokens), cwd=ROOT, env=env)
-    received = await asyncio.gather(*watchers)
-    await producer.wait()
+    if await producer.wait() != 0:
+        for watcher in watchers:
+            watcher.cancel()
+        raise RuntimeError(f"the synthetic producer failed (exit {producer.returncode})")
+    received = await asyncio.wait_for(asyncio.gather(*watchers), 120)
     raw.write_text(json.dumps([[(at, m.get("at"), m["type"], len(m.get("text") or "")) for at, m in r]
                                for r in received]))
     return [v for r in received for v in latencies_ms(r)]

@@ -70,7 +70,8 @@ class AnalysisJob(models.Model):
     regions = models.JSONField(default=list, blank=True)
     # Seconds: features, prefill, first_token, total; tokens_per_s; queued (created → last start).
     timings = models.JSONField(default=dict, blank=True)
-    # The rest of the model's result: task_scores, visual_tokens, tiles_encoded, notes, generated_tokens.
+    # The rest of the model's result: task_scores, visual_tokens, tiles_encoded, tiles_cached (fine tiles
+    # taken from the cache), notes, generated_tokens.
     result = models.JSONField(default=dict, blank=True)
     annotation_ids = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)

@@ -14,6 +14,7 @@ else fails it with a generic reason and a logged traceback. A worker that lost i
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -78,6 +79,10 @@ def preload_backend() -> None:
         loaded_backend()
     except Exception:  # noqa: BLE001  (the first job reports the reason on the job itself)
         logger.exception("could not preload the model")
+        return
+    # The model, tokenizer and Django stay for the process's life: keep full collections from walking them
+    # (a long one pauses the token sender; see webapp/asgi.py).
+    gc.freeze()
 
 
 # -- one job -----------------------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def finish_job(job_id: int, attempt: int, *, result: dict[str, Any], cancelled: 
                        for r in result.get("regions", [])]
         job.timings = {**job.timings, **result.get("timings", {})}
         job.result = {key: result.get(key) for key in (
-            "task_scores", "visual_tokens", "visual_token_budget", "tiles_encoded", "tissue_tiles",
+            "task_scores", "visual_tokens", "visual_token_budget", "tiles_encoded", "tiles_cached", "tissue_tiles",
             "generated_tokens", "notes")}
         if not cancelled and result.get("polygons"):
             job.annotation_ids = _annotations_from_masks(job, result["polygons"])

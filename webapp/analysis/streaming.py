@@ -196,6 +196,7 @@ class _Loop:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="analysis-stream")
         self.thread.start()
         self.redis = None
+        self.append_script = None
         self.pid = os.getpid()
 
     @classmethod
@@ -211,6 +212,7 @@ class _Loop:
             import redis.asyncio as aioredis
 
             self.redis = aioredis.Redis.from_url(settings.REDIS_URL)
+            self.append_script = self.redis.register_script(_APPEND)  # EVALSHA, loaded again if Redis forgot it
         return self.redis
 
 
@@ -282,10 +284,11 @@ class JobStream:
                 self.failed = exc
 
     async def _send(self, payloads: list[dict]) -> None:
-        aredis = self._loop.aredis()
+        self._loop.aredis()
         try:
-            first = await aredis.eval(_APPEND, 2, log_key(self.stream_name), lease_key(self.job_id), self.owner,
-                                      _lease_ms(), settings.ANALYSIS_LOG_TTL, *_encode(payloads))
+            first = await self._loop.append_script(
+                keys=[log_key(self.stream_name), lease_key(self.job_id)],
+                args=[self.owner, _lease_ms(), settings.ANALYSIS_LOG_TTL, *_encode(payloads)])
         except redis.ResponseError as exc:
             if "LEASE" in str(exc):
                 raise LeaseLost(str(exc)) from exc
