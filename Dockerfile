@@ -22,8 +22,8 @@ COPY webapp/ webapp/
 COPY manage.py ./
 COPY --from=frontend /src/frontend/dist frontend/dist
 RUN useradd --system --uid 1000 --home /app pathdesk \
-    && mkdir -p /data/media /app/var \
-    && chown -R pathdesk /data/media /app/var \
+    && mkdir -p /data/media /data/features /app/var \
+    && chown -R pathdesk /data/media /data/features /app/var \
     && DEBUG=1 python manage.py collectstatic --noinput --verbosity 0
 USER pathdesk
 EXPOSE 8000

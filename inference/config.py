@@ -143,3 +143,8 @@ class OmniPathConfig(PreTrainedConfig):
         if task not in self.tasks:
             raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(self.tasks)}")
         return self.tasks.index(task)
+
+
+# Known to the Auto classes, so reading a checkpoint's config.json (AutoTokenizer does) yields this class
+# instead of a generic config with a warning about the unknown model type.
+AutoConfig.register(OmniPathConfig.model_type, OmniPathConfig, exist_ok=True)
