@@ -81,3 +81,5 @@ def test_extract_reuses_the_store(textured_slide: Path, tmp_path: Path, capsys: 
 def test_unknown_encoder_is_a_clear_error(textured_slide: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["extract", str(textured_slide), "--encoder", "nope"]) == 2
     assert "unknown encoder 'nope'" in capsys.readouterr().err
+    assert main(["extract", str(textured_slide), "--encoder", "tiny-dinov2", "--torch-threads", "0"]) == 2
+    assert "--torch-threads must be at least 1" in capsys.readouterr().err
