@@ -33,9 +33,10 @@ logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
-# The channel layer drops messages beyond a slow client's capacity, and a dropped *last* message would
-# leave no later one to reveal the gap: while the job has not ended, the log is read again whenever no
-# message came for this long (seconds).
+# Live delivery may miss messages (the core layer drops them beyond a slow client's capacity; pub/sub loses
+# what is published before a subscription is in place or while its connection is down), and a missed *last*
+# message would leave no later one to reveal the gap: while the job has not ended, the log is read again
+# whenever no message came for this long (seconds).
 CATCH_UP_SECONDS = 1.0
 
 
@@ -137,8 +138,7 @@ class AnalysisConsumer(AsyncJsonWebsocketConsumer):
         if seq <= self.last_seq:
             return
         if seq > self.last_seq + 1:
-            # A live message overtook some we never got (the layer drops messages beyond a slow client's
-            # capacity): fill the gap from the log.
+            # A live message overtook some we never got (see CATCH_UP_SECONDS): fill the gap from the log.
             missing = await sync_to_async(streaming.read_log, thread_sensitive=False)(
                 self.stream_name, self.last_seq, seq - 1)
             for earlier in missing:
