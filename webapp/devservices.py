@@ -95,6 +95,14 @@ def _local_database_url() -> str | None:
     return None
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C but passed on to the command as SIGTERM."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres", action="store_true", help="provide DATABASE_URL (PostgreSQL)")
@@ -132,10 +140,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         child = subprocess.Popen(command, env=env)
+        # A SIGTERM (a CI timeout, `kill`) stops the command like Ctrl-C does, then the throwaway servers.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             return child.wait()
-        except KeyboardInterrupt:
-            child.send_signal(signal.SIGINT)
+        except KeyboardInterrupt as stop:
+            child.send_signal(signal.SIGTERM if isinstance(stop, _Terminated) else signal.SIGINT)
             try:
                 return child.wait(30)
             except subprocess.TimeoutExpired:

@@ -28,6 +28,10 @@ from webapp.wsi.services import add_slide_from_path
 DEMO_SLIDE_SIZE = (24000, 18000)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Set up demo data and run the web server, an ingest worker and a GPU-queue worker (Ctrl-C stops all)."
 
@@ -125,6 +129,8 @@ class Command(BaseCommand):
                 env=gpu_env,
             ),
         ]
+        # SIGTERM (`kill`, a container stop) ends the demo like Ctrl-C: the children are stopped, not orphaned.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             while all(p.poll() is None for p in processes):
                 time.sleep(0.5)
