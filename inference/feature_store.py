@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from inference.files import write_atomically
 from inference.fine_tile_cache import FineTileCache
 from slides.tiling import MagnificationScale, TileGrid
 
@@ -148,14 +148,5 @@ class FeatureStore:
             },
             metadata={"format": FORMAT, "key": json.dumps(asdict(key)), "grid": _grid_meta(grid)},
         )
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        write_atomically(path, payload)
         return path

@@ -30,7 +30,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -41,6 +40,7 @@ import torch
 from safetensors.torch import save
 
 from inference.errors import InferenceError
+from inference.files import write_atomically
 
 log = logging.getLogger(__name__)
 FORMAT = "pathdesk-fine-tiles/1"
@@ -158,16 +158,7 @@ class FineTileCache:
                        metadata={"format": FORMAT, "key": json.dumps(asdict(key))})
         # time first: chunks sort oldest first, so a lookup prefers (and a merge keeps) the earliest copy
         path = folder / f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.safetensors"
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        write_atomically(path, payload)
         return path
 
     def _merge_if_many(self, key: FineTileKey) -> None:
